@@ -1,0 +1,208 @@
+"""ApiIngress: the REST contract and the training WebSocket, as a Serve deployment.
+
+Routes are thin: parse, call the TrainingManager or the Playground, shape the
+response. The ingress holds no state of its own. No torch here.
+"""
+
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deployments.errors import install_error_handlers, unwrap
+from forge import capabilities, datasets
+from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
+from forge.manager import get_or_create_manager
+from forge.schemas import (
+    API_VERSION, PROVIDERS, STRATEGIES, TASKS, TERMINAL_STATUSES, DatasetInfo, DatasetList, DeleteResponse,
+    ErrorResponse, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse, ModelDetail, ModelList,
+    ModelSummary, StartTrainingResponse, StopTrainingResponse, TrainingRequest, TrainingStatus, UploadResponse,
+)
+from forge.settings import Settings
+from forge.storage import Storage
+
+_UPLOAD_CHUNK = 1024 * 1024
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 500, 503)}
+
+app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS)
+install_error_handlers(app)
+
+
+def _mb(size_bytes: int) -> float:
+    return round(size_bytes / (1024 * 1024), 3)
+
+
+def _model_summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "size_mb": _mb(record["size_bytes"])}
+
+
+async def _wait_for_disconnect(websocket: WebSocket) -> None:
+    try:
+        while True:
+            await websocket.receive_text()
+    except (WebSocketDisconnect, RuntimeError):
+        return
+
+
+# Module-level helpers above sit before the class on purpose: Serve serializes the
+# ingress class when it is decorated, so everything it calls must exist by then.
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class ApiIngress:
+    def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:
+        self.playground = playground
+        self.settings = settings
+        self.storage = Storage(settings)
+        self.storage.ensure_dirs()
+        self.manager = get_or_create_manager(settings)
+
+    # ---------------------------------------------------------------- system
+
+    @app.get("/api/health", response_model=HealthResponse)
+    async def health(self) -> HealthResponse:
+        return HealthResponse()
+
+    @app.get("/api/info", response_model=InfoResponse)
+    async def info(self) -> InfoResponse:
+        return InfoResponse(
+            providers=list(PROVIDERS), strategies=list(STRATEGIES), tasks=list(TASKS),
+            supported=capabilities.supported_combinations(),
+        )
+
+    # -------------------------------------------------------------- datasets
+
+    @app.post("/api/upload_dataset", response_model=UploadResponse)
+    async def upload_dataset(
+        self, request: Request, file: UploadFile = File(...), task: Optional[str] = Form(None)
+    ) -> UploadResponse:
+        limit = int(self.settings.max_upload_mb * 1024 * 1024)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
+            raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={self.settings.max_upload_mb:g}")
+        filename = datasets.sanitize_filename(file.filename)
+        if task is not None and task not in datasets.TASK_FIELDS:
+            raise BadRequest(f"task {task!r} has no dataset format; known: {', '.join(datasets.TASK_FIELDS)}")
+        staged = self.storage.datasets_dir / f".upload-{uuid.uuid4().hex}.part"
+        try:
+            await self._copy_upload(file, staged, limit)
+            report = await asyncio.to_thread(datasets.validate_jsonl, staged, task)
+            if not report.valid:
+                raise BadRequest(
+                    f"{filename} is not a valid dataset: {report.total_errors} error(s)",
+                    extra={"validation": report.model_dump()},
+                )
+            record = await self.manager.register_dataset.remote(str(staged), filename, report.model_dump())
+        finally:
+            staged.unlink(missing_ok=True)
+        renamed = record["filename"] != filename
+        return UploadResponse(
+            filename=record["filename"], num_examples=report.num_examples, validation=report,
+            message=f"a dataset named {filename} exists; stored as {record['filename']}" if renamed else None,
+        )
+
+    @staticmethod
+    async def _copy_upload(file: UploadFile, target: Path, limit: int) -> None:
+        written = 0
+        with target.open("wb") as out:
+            while chunk := await file.read(_UPLOAD_CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={limit / 1024 / 1024:g}")
+                out.write(chunk)
+
+    @app.get("/api/datasets", response_model=DatasetList)
+    async def list_datasets(self) -> DatasetList:
+        records = await self.manager.list_datasets.remote()
+        return DatasetList(datasets=[DatasetInfo(**r, size_mb=_mb(r["size_bytes"])) for r in records])
+
+    # -------------------------------------------------------------- training
+
+    @app.post("/api/start_training", response_model=StartTrainingResponse)
+    async def start_training(self, body: TrainingRequest) -> StartTrainingResponse:
+        started = await self.manager.start_training.remote(body.model_dump(mode="json", exclude_unset=True))
+        return StartTrainingResponse(**started)
+
+    @app.get("/api/training_status", response_model=TrainingStatus)
+    async def training_status(self, job_id: Optional[str] = Query(None)) -> TrainingStatus:
+        return TrainingStatus(**await self.manager.training_status.remote(job_id))
+
+    @app.post("/api/stop_training", response_model=StopTrainingResponse)
+    async def stop_training(self, job_id: Optional[str] = Query(None)) -> StopTrainingResponse:
+        return StopTrainingResponse(**await self.manager.stop_training.remote(job_id))
+
+    @app.get("/api/jobs/{job_id}/events")
+    async def job_events(self, job_id: str) -> dict[str, Any]:
+        return {"job_id": job_id, "events": await self.manager.job_events.remote(job_id)}
+
+    @app.get("/api/jobs/{job_id}/metrics")
+    async def job_metrics(self, job_id: str) -> dict[str, Any]:
+        return {"job_id": job_id, "metrics": await self.manager.job_metrics.remote(job_id)}
+
+    @app.websocket("/ws/training")
+    async def training_feed(self, websocket: WebSocket, job_id: Optional[str] = None) -> None:
+        """Every status change, in order; with ?job_id= it closes after that job ends."""
+        await websocket.accept()
+        pump = asyncio.create_task(self._pump_feed(websocket, job_id))
+        hangup = asyncio.create_task(_wait_for_disconnect(websocket))
+        done, pending = await asyncio.wait({pump, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if pump in done and pump.exception() is None:
+            await websocket.close()
+
+    async def _pump_feed(self, websocket: WebSocket, job_id: Optional[str]) -> None:
+        try:
+            seq, current = await self.manager.feed_position.remote(job_id)
+        except Exception as error:
+            cause = unwrap(error)
+            body = cause.to_body() if isinstance(cause, ForgeError) else {"error": "Internal server error",
+                                                                         "detail": "feed unavailable",
+                                                                         "status_code": 500}
+            await websocket.send_json(body)
+            return
+        await websocket.send_json(current)
+        if job_id and current["status"] in TERMINAL_STATUSES:
+            return
+        while True:
+            for seq, snapshot in await self.manager.feed_after.remote(seq):
+                if job_id and snapshot["job_id"] != job_id:
+                    continue
+                await websocket.send_json(snapshot)
+                if job_id and snapshot["status"] in TERMINAL_STATUSES:
+                    return
+
+    # ---------------------------------------------------------------- models
+
+    @app.get("/api/models", response_model=ModelList)
+    async def list_models(self) -> ModelList:
+        records = await self.manager.list_models.remote()
+        return ModelList(models=[ModelSummary(**_model_summary(r)) for r in records])
+
+    @app.get("/api/models/{model_id}", response_model=ModelDetail)
+    async def get_model(self, model_id: int) -> ModelDetail:
+        return ModelDetail(**_model_summary(await self.manager.get_model.remote(model_id)))
+
+    @app.delete("/api/models/{model_id}", response_model=DeleteResponse)
+    async def delete_model(self, model_id: int) -> DeleteResponse:
+        await self.manager.delete_model.remote(model_id)
+        return DeleteResponse(message="Model deleted successfully")
+
+    # ------------------------------------------------------------ playground
+
+    @app.post("/api/playground/generate", response_model=GenerateResponse)
+    async def generate(self, body: GenerateRequest) -> GenerateResponse:
+        await self.manager.get_model.remote(body.model_id)  # 404 for an unknown or deleted model
+        handle = self.playground.options(multiplexed_model_id=str(body.model_id))
+        try:
+            result = await handle.generate.remote(body.model_dump())
+        except Exception as error:
+            if isinstance(unwrap(error), FileNotFoundError):
+                raise NotFound(f"model {body.model_id} does not exist")
+            raise
+        return GenerateResponse(**result, model_id=body.model_id)
+

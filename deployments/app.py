@@ -1,0 +1,50 @@
+"""Build the Serve application: `serve run deployments.app:app`.
+
+`build_app` takes typed arguments (also usable as `serve run
+deployments.app:build_app playground_max_replicas=4`), resolves the FORGE_*
+settings once, and binds the Playground handle into the ingress.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+from ray import serve
+
+from deployments.api import ApiIngress
+from deployments.playground import Playground
+from forge.settings import Settings
+
+
+class AppArgs(BaseModel):
+    playground_min_replicas: int = Field(1, ge=0)
+    playground_max_replicas: int = Field(2, ge=1)
+    playground_num_cpus: float = Field(0, ge=0, description="CPUs reserved per Playground replica.")
+    playground_num_gpus: float = Field(0, ge=0, description="GPUs per Playground replica on a GPU cluster.")
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> "AppArgs":
+        if self.playground_min_replicas > self.playground_max_replicas:
+            raise ValueError("playground_min_replicas must not exceed playground_max_replicas")
+        return self
+
+
+def build_playground(args: AppArgs, settings: Settings) -> serve.Application:
+    return Playground.options(
+        ray_actor_options={"num_cpus": args.playground_num_cpus, "num_gpus": args.playground_num_gpus},
+        autoscaling_config={
+            "min_replicas": args.playground_min_replicas,
+            "initial_replicas": max(1, args.playground_min_replicas),
+            "max_replicas": args.playground_max_replicas,
+            "target_ongoing_requests": 2,
+            "upscale_delay_s": 5,
+            "downscale_delay_s": 60,
+        },
+    ).bind(settings)
+
+
+def build_app(args: AppArgs) -> serve.Application:
+    settings = Settings.from_env()
+    return ApiIngress.bind(build_playground(args, settings), settings)
+
+
+app = build_app(AppArgs())

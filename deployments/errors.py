@@ -1,0 +1,75 @@
+"""Turn every failure into the contract's error shape: {"error", "detail", "status_code"}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray.exceptions import RayActorError, RayTaskError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from forge.errors import ForgeError, ServiceUnavailable
+from forge.schemas import error_body
+
+log = logging.getLogger(__name__)
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The original exception behind a RayTaskError raised by another actor or replica."""
+    while isinstance(error, RayTaskError) and getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error
+
+
+def forge_response(error: ForgeError) -> JSONResponse:
+    return JSONResponse(status_code=error.status_code, content=error.to_body())
+
+
+def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    items = []
+    for item in errors:
+        location = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path"))
+        items.append({"field": location or "body", "message": item.get("msg", "invalid"), "type": item.get("type")})
+    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items) or "invalid request"
+    return detail, items
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, items = _validation_detail(list(exc.errors()))
+        return JSONResponse(status_code=400, content={**error_body(400, "Validation error", detail), "errors": items})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed"}
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route for {request.method} {request.url.path}"
+        return JSONResponse(
+            status_code=exc.status_code,
+            content=error_body(exc.status_code, titles.get(exc.status_code, "HTTP error"), detail),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(ForgeError)
+    async def on_forge_error(request: Request, exc: ForgeError) -> JSONResponse:
+        return await on_any_error(request, exc)
+
+    @app.exception_handler(RayActorError)
+    async def on_actor_error(request: Request, exc: RayActorError) -> JSONResponse:
+        return await on_any_error(request, exc)
+
+    # Exception: the last resort, a 500 without internals.
+    @app.exception_handler(Exception)
+    async def on_any_error(request: Request, exc: Exception) -> JSONResponse:
+        cause = unwrap(exc)
+        if isinstance(cause, ForgeError):
+            return forge_response(cause)
+        if isinstance(cause, RayActorError):
+            return forge_response(ServiceUnavailable("the training manager is restarting; retry in a few seconds"))
+        log.error("unhandled error on %s %s: %r", request.method, request.url.path, cause)
+        return JSONResponse(status_code=500, content=error_body(500, "Internal server error", "unexpected error; see server logs"))

@@ -1,0 +1,388 @@
+"""The TrainingManager actor: owns jobs, datasets and models, and the registry.
+
+One named, detached actor per cluster. It validates and launches jobs (one Ray
+Train run each, inside a per-job runner actor), receives progress from rank 0,
+handles stop requests, registers finished models, and publishes every status
+change on a feed the WebSocket route reads. It never trains or generates itself,
+and it never blocks its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import ray
+
+from forge import capabilities
+from forge.datasets import sanitize_filename, validate_jsonl, versioned_name
+from forge.errors import BadRequest, Conflict, NotFound
+from forge.feed import ChangeFeed
+from forge.registry import DatasetRecord, JobRecord, ModelRecord, Registry
+from forge.schemas import ACTIVE_STATUSES, TrainingRequest, TrainingStatus, ValidationReport, utc_iso
+from forge.settings import MANAGER_NAME, RAY_NAMESPACE, Settings
+from forge.sources import resolve_dataset_path, resolve_model_source
+from forge.storage import Storage
+from forge.training.options import Hardware, resolve_options
+from forge.training.runner import RUNNER_ENV, JobRunner
+from forge.training.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+# Fields of a progress update a worker may set.
+_PROGRESS_FIELDS = ("current_step", "total_steps", "current_epoch", "loss", "learning_rate", "eval_loss")
+
+
+@dataclass
+class ActiveJob:
+    record: JobRecord
+    spec: Optional[JobSpec] = None
+    runner: Any = None
+    task: Optional[asyncio.Task] = None
+    stop_requested: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class TrainingManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.storage = Storage(settings)
+        self.storage.ensure_dirs()
+        self.registry = Registry(self.storage.database)
+        self.feed = ChangeFeed()
+        self.active: dict[str, ActiveJob] = {}
+        self._mark_orphans_interrupted()
+
+    def _mark_orphans_interrupted(self) -> None:
+        # Jobs that were active in a previous life of this actor lost their
+        # runner with it (runners are owned by the manager).
+        for job in self.registry.jobs_with_status(set(ACTIVE_STATUSES)):
+            self.registry.update_job(
+                job.job_id, status="interrupted", finished_at=utc_iso(),
+                message="the service stopped while this job was running",
+            )
+            self.registry.add_event(job.job_id, "interrupted", "the service stopped while this job was running")
+
+    async def ready(self) -> bool:
+        return True
+
+    # -------------------------------------------------------------- datasets
+
+    async def register_dataset(self, upload_path: str, filename: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Move a validated upload into place under a free name and record it."""
+        staged = Path(upload_path)
+        validation = ValidationReport.model_validate(report)
+        try:
+            name = versioned_name(sanitize_filename(filename), lambda n: self._dataset_taken(n))
+            final = self.storage.dataset_path(name)
+            os.replace(staged, final)
+        finally:
+            staged.unlink(missing_ok=True)
+        record = DatasetRecord(
+            filename=name, task=validation.task, num_examples=validation.num_examples,
+            size_bytes=final.stat().st_size, uploaded_at=utc_iso(),
+        )
+        self.registry.add_dataset(record)
+        return record.model_dump()
+
+    def _dataset_taken(self, name: str) -> bool:
+        return self.registry.get_dataset(name) is not None or self.storage.dataset_path(name).exists()
+
+    async def list_datasets(self) -> list[dict[str, Any]]:
+        return [d.model_dump() for d in self.registry.list_datasets()]
+
+    # ------------------------------------------------------------------ jobs
+
+    def _check_capacity(self) -> None:
+        if len(self.active) >= self.settings.max_concurrent_jobs:
+            running = ", ".join(sorted(self.active))
+            raise Conflict(
+                f"training already in progress ({running}); at most {self.settings.max_concurrent_jobs} "
+                "job(s) run at once — stop it or wait for it to finish"
+            )
+
+    async def start_training(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = TrainingRequest.model_validate(body)
+        capabilities.check_supported(request)
+        self._check_capacity()
+        dataset_path = await self._resolve_dataset(request)
+        model_source = await asyncio.to_thread(resolve_model_source, request.model_name)
+        hardware = self._hardware()
+        if not hardware.has_gpu and request.num_workers > max(1, int(hardware.cpus)):
+            raise BadRequest(
+                f"num_workers={request.num_workers} needs {request.num_workers} CPUs; the cluster has {hardware.cpus:g}"
+            )
+        options, notes = resolve_options(request, hardware)
+
+        self._check_capacity()  # again: other requests may have started a job while we awaited
+        job_id = f"train_{secrets.token_hex(6)}"
+        record = self.registry.add_job(job_id, request.model_dump(mode="json"), status="queued")
+        job = ActiveJob(record=record, notes=notes)
+        job.spec = JobSpec(
+            job_id=job_id, request=request, options=options, model_source=model_source,
+            dataset_path=str(dataset_path), output_dir=str(self.storage.staging_dir(job_id)),
+            builtin_dir=str(self.storage.builtin_dir), runs_dir=str(self.storage.runs_dir),
+            manager_name=MANAGER_NAME, namespace=RAY_NAMESPACE,
+            trust_remote_code=self.settings.trust_remote_code,
+        )
+        self.active[job_id] = job
+        for note in notes:
+            self.registry.add_event(job_id, "substitution", note)
+        self._publish(job_id)
+        job.task = asyncio.get_running_loop().create_task(self._run(job))
+        message = "Training started successfully"
+        if notes:
+            message += "; " + "; ".join(notes)
+        return {"status": "started", "job_id": job_id, "message": message}
+
+    async def _resolve_dataset(self, request: TrainingRequest) -> Path:
+        record = self.registry.get_dataset(request.dataset)
+        if record is not None:
+            if record.task and record.task != request.task:
+                raise BadRequest(
+                    f"dataset {request.dataset!r} holds {record.task} rows; it cannot train task {request.task!r}"
+                )
+            return self.storage.dataset_path(record.filename)
+        path = resolve_dataset_path(request.dataset, self.settings.dataset_roots)
+        report = await asyncio.to_thread(validate_jsonl, path, request.task)
+        if not report.valid:
+            raise BadRequest(
+                f"dataset {request.dataset!r} is not valid for task {request.task!r}",
+                extra={"validation": report.model_dump()},
+            )
+        return path
+
+    @staticmethod
+    def _hardware() -> Hardware:
+        resources = ray.cluster_resources()
+        return Hardware(gpus=resources.get("GPU", 0), cpus=resources.get("CPU", 0))
+
+    async def _run(self, job: ActiveJob) -> None:
+        job_id = job.record.job_id
+        assert job.spec is not None
+        try:
+            self._update(job_id, status="starting", message="; ".join(job.notes) or "Starting Ray Train workers")
+            job.runner = JobRunner.options(
+                name=f"runner-{job_id}", namespace=RAY_NAMESPACE, runtime_env={"env_vars": RUNNER_ENV}
+            ).remote()
+            outcome = await job.runner.run.remote(job.spec.model_dump(mode="json"))
+            if job.stop_requested or outcome.get("stopped"):
+                self._finish(job_id, "stopped", "Training stopped by request")
+            else:
+                model = self._register_model(job, outcome.get("metrics", {}))
+                self._finish(job_id, "completed", "Training completed", model_id=model.id, progress=100.0)
+        except Exception as error:  # the job fails; the manager lives on
+            if job.stop_requested:
+                self._finish(job_id, "stopped", "Training stopped by request")
+            else:
+                log.exception("job %s failed", job_id)
+                self._finish(job_id, "failed", f"Training failed: {_summarise(error)}")
+        finally:
+            if job.runner is not None:
+                ray.kill(job.runner, no_restart=True)
+            self.storage.remove_tree(self.storage.staging_dir(job_id))
+            self.active.pop(job_id, None)
+
+    def _register_model(self, job: ActiveJob, metrics: dict[str, Any]) -> ModelRecord:
+        assert job.spec is not None
+        request, options = job.spec.request, job.spec.options
+        staging = Path(job.spec.output_dir)
+        if not (staging / "forge.json").is_file():
+            raise RuntimeError("the run finished without writing an adapter")
+
+        def place_files(model_id: int) -> Path:
+            target = self.storage.model_dir(model_id)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+            return target
+
+        base = request.model_name.rstrip("/").split("/")[-1]
+        return self.registry.add_model(
+            place_files=place_files,
+            size_bytes=self.storage.size_bytes,
+            name=f"{base}-{request.strategy}-{job.record.job_id.removeprefix('train_')}",
+            base_model=request.model_name,
+            task=request.task,
+            provider=request.provider,
+            strategy=request.strategy,
+            job_id=job.record.job_id,
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
+            training_params={
+                "num_epochs": request.num_train_epochs,
+                "batch_size": request.per_device_train_batch_size,
+                "learning_rate": request.learning_rate,
+                "gradient_accumulation_steps": request.gradient_accumulation_steps,
+                "max_steps": request.max_steps,
+                "lora_r": request.lora_r,
+                "lora_alpha": request.lora_alpha,
+                "lora_dropout": request.lora_dropout,
+                "optim": options.optim,
+                "lr_scheduler_type": request.lr_scheduler_type,
+                "warmup_ratio": request.warmup_ratio,
+                "max_seq_length": request.max_seq_length,
+                "eval_split": request.eval_split,
+                "num_workers": request.num_workers,
+                "dataset": request.dataset,
+            },
+        )
+
+    # -------------------------------------------------------------- progress
+
+    async def report_progress(self, job_id: str, update: dict[str, Any]) -> None:
+        job = self.active.get(job_id)
+        if job is None or job.record.status not in ACTIVE_STATUSES:
+            return
+        record = job.record
+        changes: dict[str, Any] = {k: update[k] for k in _PROGRESS_FIELDS if update.get(k) is not None}
+        if "current_step" in changes:
+            changes["current_step"] = max(record.current_step, int(changes["current_step"]))
+        total = int(changes.get("total_steps", record.total_steps) or 0)
+        step = changes.get("current_step", record.current_step)
+        if total > 0:
+            # Never 100 before the model is registered; never backwards.
+            changes["progress"] = max(record.progress, round(min(99.0, 100.0 * step / total), 2))
+        if record.status in ("queued", "starting"):
+            changes["status"] = "training"
+            changes["total_epochs"] = job.spec.request.num_train_epochs if job.spec else 0
+        if "loss" in update and update["loss"] is not None:
+            self.registry.add_metrics(job_id, step, {k: update[k] for k in ("loss", "learning_rate", "grad_norm")
+                                                     if update.get(k) is not None})
+        if "eval_loss" in update:
+            self.registry.add_metrics(job_id, step, {"eval_loss": update["eval_loss"]})
+        if changes:
+            self._update(job_id, **changes)
+
+    async def stop_requested(self, job_id: str) -> bool:
+        job = self.active.get(job_id)
+        return job is None or job.stop_requested
+
+    async def stop_training(self, job_id: Optional[str] = None) -> dict[str, Any]:
+        if job_id is None:
+            if not self.active:
+                raise Conflict("no training job is running")
+            job_id = max(self.active, key=lambda j: self.active[j].record.created_at)
+        job = self.active.get(job_id)
+        if job is None:
+            if self.registry.get_job(job_id) is None:
+                raise NotFound(f"job {job_id!r} does not exist")
+            raise Conflict(f"job {job_id!r} is not running")
+        if not job.stop_requested:
+            job.stop_requested = True
+            self.registry.add_event(job_id, "stop", "stop requested")
+            self._update(job_id, status="stopping", message="Stop requested")
+        assert job.task is not None
+        done, _ = await asyncio.wait({job.task}, timeout=self.settings.stop_grace_s)
+        if not done:
+            # The workers did not reach a step boundary in time: kill the run.
+            self.registry.add_event(job_id, "stop", f"no clean stop within {self.settings.stop_grace_s:g}s; killed")
+            if job.runner is not None:
+                ray.kill(job.runner, no_restart=True)
+            await asyncio.wait({job.task}, timeout=30)
+        return {"status": "stopped", "message": "Training stopped successfully", "job_id": job_id}
+
+    # ---------------------------------------------------------------- status
+
+    def _update(self, job_id: str, **changes: Any) -> None:
+        self.registry.update_job(job_id, **changes)
+        job = self.active.get(job_id)
+        if job is not None:
+            job.record = job.record.model_copy(update=changes)
+        self._publish(job_id)
+
+    def _finish(self, job_id: str, status: str, message: str, **changes: Any) -> None:
+        self.registry.add_event(job_id, status, message)
+        self._update(job_id, status=status, message=message, finished_at=utc_iso(), **changes)
+
+    def _publish(self, job_id: str) -> None:
+        self.feed.publish(self._status_of(job_id).model_dump())
+
+    def _status_of(self, job_id: str) -> TrainingStatus:
+        job = self.active.get(job_id)
+        record = job.record if job is not None else self.registry.get_job(job_id)
+        if record is None:
+            raise NotFound(f"job {job_id!r} does not exist")
+        return TrainingStatus(
+            job_id=record.job_id, status=record.status, progress=record.progress,
+            current_epoch=record.current_epoch, total_epochs=record.total_epochs or record.request.get(
+                "num_train_epochs", 0), current_step=record.current_step, total_steps=record.total_steps,
+            loss=record.loss, learning_rate=record.learning_rate, eval_loss=record.eval_loss,
+            message=record.message, model_id=record.model_id, created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    async def training_status(self, job_id: Optional[str] = None) -> dict[str, Any]:
+        if job_id is not None:
+            return self._status_of(job_id).model_dump()
+        if self.active:
+            return self._status_of(max(self.active, key=lambda j: self.active[j].record.created_at)).model_dump()
+        latest = self.registry.latest_job()
+        return (self._status_of(latest.job_id) if latest else TrainingStatus()).model_dump()
+
+    async def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        if self.registry.get_job(job_id) is None:
+            raise NotFound(f"job {job_id!r} does not exist")
+        return [e.model_dump() for e in self.registry.events(job_id)]
+
+    async def job_metrics(self, job_id: str) -> list[dict[str, Any]]:
+        if self.registry.get_job(job_id) is None:
+            raise NotFound(f"job {job_id!r} does not exist")
+        return self.registry.metrics(job_id)
+
+    async def feed_position(self, job_id: Optional[str] = None) -> tuple[int, dict[str, Any]]:
+        """The feed's current sequence number and the status a new subscriber starts from."""
+        return self.feed.seq, await self.training_status(job_id)
+
+    async def feed_after(self, seq: int, timeout: float = 15.0) -> list[tuple[int, dict[str, Any]]]:
+        return await self.feed.wait_after(seq, timeout)
+
+    # ---------------------------------------------------------------- models
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return [m.model_dump() for m in self.registry.list_models()]
+
+    async def get_model(self, model_id: int) -> dict[str, Any]:
+        model = self.registry.get_model(model_id)
+        if model is None:
+            raise NotFound(f"model {model_id} does not exist")
+        return model.model_dump()
+
+    async def delete_model(self, model_id: int) -> None:
+        model = self.registry.get_model(model_id)
+        if model is None:
+            raise NotFound(f"model {model_id} does not exist")
+        # Row first: a crash between the two leaves stray files, never a model without files.
+        self.registry.delete_model(model_id)
+        self.storage.remove_tree(Path(model.path))
+
+
+def _summarise(error: BaseException) -> str:
+    """One line a user can act on, without a stack trace."""
+    cause: BaseException = error
+    while getattr(cause, "cause", None) is not None and cause is not getattr(cause, "cause"):
+        cause = cause.cause  # RayTaskError wraps the worker's exception
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(cause).__name__
+    return text[:300]
+
+
+def get_or_create_manager(settings: Settings):
+    """The cluster's one TrainingManager, created on first use."""
+    return (
+        ray.remote(TrainingManager)
+        .options(
+            name=MANAGER_NAME,
+            namespace=RAY_NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            num_cpus=0,
+            runtime_env={"env_vars": RUNNER_ENV},
+        )
+        .remote(settings)
+    )

@@ -1,0 +1,259 @@
+"""The SQLite registry of datasets, jobs (with their events and metrics) and models.
+
+This module holds all of the project's SQL. Only the TrainingManager writes to
+it; everything else asks the manager.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from pydantic import BaseModel
+
+from forge.schemas import utc_iso
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    filename     TEXT PRIMARY KEY,
+    task         TEXT,
+    num_examples INTEGER NOT NULL,
+    size_bytes   INTEGER NOT NULL,
+    uploaded_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id        TEXT PRIMARY KEY,
+    status        TEXT NOT NULL,
+    request       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    message       TEXT,
+    progress      REAL NOT NULL DEFAULT 0,
+    current_epoch REAL NOT NULL DEFAULT 0,
+    total_epochs  INTEGER NOT NULL DEFAULT 0,
+    current_step  INTEGER NOT NULL DEFAULT 0,
+    total_steps   INTEGER NOT NULL DEFAULT 0,
+    loss          REAL,
+    learning_rate REAL,
+    eval_loss     REAL,
+    model_id      INTEGER
+);
+CREATE TABLE IF NOT EXISTS job_events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id  TEXT NOT NULL REFERENCES jobs(job_id),
+    at      TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_metrics (
+    job_id TEXT NOT NULL REFERENCES jobs(job_id),
+    step   INTEGER NOT NULL,
+    at     TEXT NOT NULL,
+    data   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT NOT NULL,
+    base_model      TEXT NOT NULL,
+    task            TEXT NOT NULL,
+    provider        TEXT NOT NULL,
+    strategy        TEXT NOT NULL,
+    training_params TEXT NOT NULL,
+    metrics         TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    size_bytes      INTEGER NOT NULL,
+    created_at      TEXT NOT NULL,
+    job_id          TEXT
+);
+"""
+
+
+class DatasetRecord(BaseModel):
+    filename: str
+    task: Optional[str]
+    num_examples: int
+    size_bytes: int
+    uploaded_at: str
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    status: str
+    request: dict[str, Any]
+    created_at: str
+    updated_at: str
+    finished_at: Optional[str] = None
+    message: Optional[str] = None
+    progress: float = 0.0
+    current_epoch: float = 0
+    total_epochs: int = 0
+    current_step: int = 0
+    total_steps: int = 0
+    loss: Optional[float] = None
+    learning_rate: Optional[float] = None
+    eval_loss: Optional[float] = None
+    model_id: Optional[int] = None
+
+
+class JobEvent(BaseModel):
+    at: str
+    kind: str
+    message: str
+
+
+class ModelRecord(BaseModel):
+    id: int
+    name: str
+    base_model: str
+    task: str
+    provider: str
+    strategy: str
+    training_params: dict[str, Any]
+    metrics: dict[str, Any]
+    path: str
+    size_bytes: int
+    created_at: str
+    job_id: Optional[str] = None
+
+
+_JOB_COLUMNS = tuple(JobRecord.model_fields)
+_JSON_COLUMNS = {"request", "training_params", "metrics"}
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The manager is one asyncio actor: a single connection, used from its loop.
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> dict[str, Any]:
+        return {k: json.loads(row[k]) if k in _JSON_COLUMNS else row[k] for k in row.keys()}
+
+    # ---------------------------------------------------------------- datasets
+
+    def add_dataset(self, record: DatasetRecord) -> None:
+        self._db.execute(
+            "INSERT INTO datasets VALUES (:filename, :task, :num_examples, :size_bytes, :uploaded_at)",
+            record.model_dump(),
+        )
+
+    def get_dataset(self, filename: str) -> Optional[DatasetRecord]:
+        row = self._db.execute("SELECT * FROM datasets WHERE filename = ?", (filename,)).fetchone()
+        return DatasetRecord(**self._row(row)) if row else None
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        rows = self._db.execute("SELECT * FROM datasets ORDER BY uploaded_at, filename").fetchall()
+        return [DatasetRecord(**self._row(r)) for r in rows]
+
+    # -------------------------------------------------------------------- jobs
+
+    def add_job(self, job_id: str, request: dict[str, Any], status: str) -> JobRecord:
+        now = utc_iso()
+        record = JobRecord(job_id=job_id, status=status, request=request, created_at=now, updated_at=now)
+        self._db.execute(
+            "INSERT INTO jobs (job_id, status, request, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (job_id, status, json.dumps(request), now, now),
+        )
+        return record
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        unknown = set(fields) - set(_JOB_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown job columns: {sorted(unknown)}")
+        fields["updated_at"] = utc_iso()
+        assignments = ", ".join(f"{name} = :{name}" for name in fields)
+        self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = :job_id", {**fields, "job_id": job_id})
+
+    def get_job(self, job_id: str) -> Optional[JobRecord]:
+        row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobRecord(**self._row(row)) if row else None
+
+    def latest_job(self) -> Optional[JobRecord]:
+        row = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
+        return JobRecord(**self._row(row)) if row else None
+
+    def jobs_with_status(self, statuses: set[str]) -> list[JobRecord]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._db.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", tuple(statuses))
+        return [JobRecord(**self._row(r)) for r in rows.fetchall()]
+
+    def add_event(self, job_id: str, kind: str, message: str) -> None:
+        self._db.execute(
+            "INSERT INTO job_events (job_id, at, kind, message) VALUES (?, ?, ?, ?)",
+            (job_id, utc_iso(), kind, message),
+        )
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        rows = self._db.execute("SELECT at, kind, message FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [JobEvent(**dict(r)) for r in rows.fetchall()]
+
+    def add_metrics(self, job_id: str, step: int, data: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO job_metrics (job_id, step, at, data) VALUES (?, ?, ?, ?)",
+            (job_id, step, utc_iso(), json.dumps(data)),
+        )
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT step, data FROM job_metrics WHERE job_id = ? ORDER BY rowid", (job_id,))
+        return [{"step": r["step"], **json.loads(r["data"])} for r in rows.fetchall()]
+
+    # ------------------------------------------------------------------ models
+
+    def add_model(
+        self, *, place_files: Callable[[int], Path], size_bytes: Callable[[Path], int], **fields: Any
+    ) -> ModelRecord:
+        """Insert a model and move its files into place in one transaction.
+
+        `place_files(model_id)` moves the files and returns their final path; if
+        it raises, the row is rolled back, so no model is registered without files.
+        """
+        now = utc_iso()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO models (name, base_model, task, provider, strategy, training_params, metrics,"
+                " path, size_bytes, created_at, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, '', 0, ?, ?)",
+                (
+                    fields["name"], fields["base_model"], fields["task"], fields["provider"], fields["strategy"],
+                    json.dumps(fields["training_params"]), json.dumps(fields["metrics"]), now, fields.get("job_id"),
+                ),
+            )
+            model_id = int(cursor.lastrowid)
+            path = place_files(model_id)
+            db.execute(
+                "UPDATE models SET path = ?, size_bytes = ? WHERE id = ?", (str(path), size_bytes(path), model_id)
+            )
+        model = self.get_model(model_id)
+        assert model is not None
+        return model
+
+    def get_model(self, model_id: int) -> Optional[ModelRecord]:
+        row = self._db.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+        return ModelRecord(**self._row(row)) if row else None
+
+    def list_models(self) -> list[ModelRecord]:
+        return [ModelRecord(**self._row(r)) for r in self._db.execute("SELECT * FROM models ORDER BY id").fetchall()]
+
+    def delete_model(self, model_id: int) -> bool:
+        return self._db.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount > 0

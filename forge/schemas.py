@@ -1,0 +1,262 @@
+"""Pydantic models for every request and response of the REST contract.
+
+Field names and meanings follow `rest-api.md` and the reference training-config
+schema. Requests forbid unknown fields, so a typo such as `num_epochs` is an
+error instead of a silent fallback to the default.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+API_VERSION = "v2"
+
+Task = Literal["text-generation", "summarization", "extractive-question-answering"]
+Provider = Literal["huggingface", "unsloth"]
+Strategy = Literal["sft", "qlora", "rlhf", "dpo"]
+ComputeSpecs = Literal["low_end", "mid_range", "high_end"]
+JobStatus = Literal[
+    "idle", "queued", "starting", "training", "stopping", "completed", "failed", "stopped", "interrupted"
+]
+
+TASKS: tuple[str, ...] = Task.__args__
+PROVIDERS: tuple[str, ...] = Provider.__args__
+STRATEGIES: tuple[str, ...] = Strategy.__args__
+ACTIVE_STATUSES = frozenset({"queued", "starting", "training", "stopping"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "stopped", "interrupted"})
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """ISO 8601 in UTC with a trailing Z, as the contract writes timestamps."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------- training
+
+
+class TrainingRequest(_Request):
+    """Body of POST /api/start_training."""
+
+    task: Task = Field(description="What the model learns to do.")
+    model_name: str = Field(
+        min_length=1,
+        description="Built-in model (forge/tiny-llama), a local model directory, or a Hugging Face Hub id.",
+    )
+    provider: Provider = Field("huggingface", description="Library that loads and trains the model.")
+    strategy: Strategy = Field("sft", description="Fine-tuning method.")
+    dataset: str = Field(
+        min_length=1, description="Filename of an uploaded dataset, or a path inside FORGE_DATASET_ROOTS."
+    )
+    compute_specs: Optional[ComputeSpecs] = Field(None, description="Hardware class; detected when absent.")
+
+    lora_r: int = Field(16, ge=1, le=256, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
+    lora_dropout: float = Field(0.1, ge=0, le=1, description="Dropout on the LoRA path.")
+
+    use_4bit: bool = Field(True, description="Load the base in 4-bit (strategy qlora only).")
+    use_8bit: bool = Field(False, description="Load the base in 8-bit (strategy qlora only).")
+    bnb_4bit_compute_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    use_nested_quant: bool = False
+
+    fp16: bool = False
+    bf16: bool = False
+    num_train_epochs: int = Field(1, ge=1, description="Passes over the training split.")
+    per_device_train_batch_size: int = Field(1, ge=1)
+    per_device_eval_batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    gradient_checkpointing: bool = True
+    max_grad_norm: float = Field(0.3, ge=0)
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    weight_decay: float = Field(0.001, ge=0)
+    optim: Literal["adamw_torch", "adamw_8bit", "paged_adamw_32bit", "sgd"] = "paged_adamw_32bit"
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "polynomial"] = "cosine"
+    max_steps: int = Field(-1, ge=-1, description="-1 trains for num_train_epochs; otherwise this many steps.")
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    group_by_length: bool = True
+    packing: bool = False
+    max_seq_length: Optional[int] = Field(None, ge=16, description="Token limit per example; null picks one.")
+    eval_split: float = Field(0.2, ge=0, lt=1, description="Fraction of the dataset held out for evaluation.")
+    eval_steps: int = Field(100, ge=1)
+    num_workers: int = Field(1, ge=1, le=64, description="Ray Train workers; >1 trains data-parallel.")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps_not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("max_steps must be -1 (train for num_train_epochs) or at least 1")
+        return value
+
+    @field_validator("model_name", "dataset")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class StartTrainingResponse(BaseModel):
+    status: Literal["started"] = "started"
+    job_id: str
+    message: str
+
+
+class TrainingStatus(BaseModel):
+    """Body of GET /api/training_status and of every /ws/training message."""
+
+    job_id: Optional[str] = None
+    status: JobStatus = "idle"
+    progress: float = 0.0
+    current_epoch: float = 0
+    total_epochs: int = 0
+    current_step: int = 0
+    total_steps: int = 0
+    loss: Optional[float] = None
+    learning_rate: Optional[float] = None
+    eval_loss: Optional[float] = None
+    message: Optional[str] = None
+    model_id: Optional[int] = None
+    created_at: Optional[str] = None
+    updated_at: Optional[str] = None
+
+
+class StopTrainingResponse(BaseModel):
+    status: Literal["stopped"] = "stopped"
+    message: str
+    job_id: Optional[str] = None
+
+
+# ----------------------------------------------------------------------- models
+
+
+class ModelSummary(BaseModel):
+    id: int
+    name: str
+    base_model: str
+    task: Task
+    created_at: str
+    size_mb: float
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class TrainingParams(BaseModel):
+    num_epochs: int
+    batch_size: int
+    learning_rate: float
+    model_config = ConfigDict(extra="allow")
+
+
+class ModelDetail(ModelSummary):
+    provider: Provider
+    strategy: Strategy
+    training_params: TrainingParams
+    metrics: dict[str, Optional[float]]
+    job_id: Optional[str] = None
+
+
+class DeleteResponse(BaseModel):
+    status: Literal["deleted"] = "deleted"
+    message: str
+
+
+# --------------------------------------------------------------------- datasets
+
+
+class LineError(BaseModel):
+    line: int = Field(description="1-based line number in the uploaded file.")
+    error: str
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    errors: list[LineError] = Field(default_factory=list, description="The first errors, capped.")
+    total_errors: int = 0
+    num_examples: int = 0
+    task: Optional[Task] = Field(None, description="The task the rows are shaped for.")
+
+
+class UploadResponse(BaseModel):
+    status: Literal["uploaded"] = "uploaded"
+    filename: str
+    num_examples: int
+    validation: ValidationReport
+    message: Optional[str] = None
+
+
+class DatasetInfo(BaseModel):
+    filename: str
+    num_examples: int
+    size_mb: float
+    uploaded_at: str
+    task: Optional[Task] = None
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetInfo]
+
+
+# ------------------------------------------------------------------- playground
+
+MAX_NEW_TOKENS_CAP = 1024
+
+
+class GenerateRequest(_Request):
+    model_id: int = Field(ge=1)
+    prompt: str = Field(min_length=1, description="Text to continue; must not be empty.")
+    max_new_tokens: int = Field(100, ge=1, le=MAX_NEW_TOKENS_CAP)
+    temperature: float = Field(0.7, ge=0, le=2, description="0 means greedy decoding.")
+    top_p: float = Field(0.9, gt=0, le=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class GenerateResponse(BaseModel):
+    generated_text: str
+    tokens_generated: int
+    generation_time_ms: float
+    model_id: Optional[int] = None
+
+
+# ----------------------------------------------------------------------- system
+
+
+class InfoResponse(BaseModel):
+    providers: list[str]
+    strategies: list[str]
+    tasks: list[str]
+    version: str = API_VERSION
+    supported: list[dict[str, str]] = Field(
+        default_factory=list, description="(task, strategy, provider) combinations this service trains."
+    )
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy"] = "healthy"
+    version: str = API_VERSION
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: str
+    status_code: int
+    model_config = ConfigDict(extra="allow")
+
+
+def error_body(status_code: int, error: str, detail: Any) -> dict[str, Any]:
+    return ErrorResponse(error=error, detail=str(detail), status_code=status_code).model_dump()

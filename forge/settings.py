@@ -1,0 +1,50 @@
+"""Typed service settings, read once from FORGE_* environment variables.
+
+The app builder resolves them in the process that runs `serve run` and passes the
+result to every deployment and to the TrainingManager, so relative paths are
+resolved once, against the directory the user started the service from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, Field, SecretStr
+
+MANAGER_NAME = "training_manager"
+# A fixed namespace: `serve run`, `serve deploy` and scripts each put replicas in a
+# different namespace, and all of them must find the one manager.
+RAY_NAMESPACE = "modelforge"
+
+
+class Settings(BaseModel):
+    home: Path = Field(description="FORGE_HOME: registry, built-in models, local state.")
+    storage: Path = Field(description="FORGE_STORAGE: datasets, runs and models (defaults to FORGE_HOME).")
+    max_concurrent_jobs: int = Field(1, ge=1, description="FORGE_MAX_CONCURRENT_JOBS: 409 beyond this.")
+    max_upload_mb: float = Field(1024, gt=0, description="FORGE_MAX_UPLOAD_MB: larger uploads get 413.")
+    dataset_roots: list[Path] = Field(
+        default_factory=list, description="FORGE_DATASET_ROOTS (os.pathsep-separated): readable dataset folders."
+    )
+    api_key: Optional[SecretStr] = Field(None, description="FORGE_API_KEY: when set, routes need a bearer token.")
+    trust_remote_code: bool = Field(False, description="FORGE_TRUST_REMOTE_CODE: allow custom model code.")
+    stop_grace_s: float = Field(20.0, gt=0, description="FORGE_STOP_GRACE_S: cooperative stop before a hard kill.")
+
+    @classmethod
+    def from_env(cls, environ: Optional[dict[str, str]] = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        home = Path(env.get("FORGE_HOME", ".forge")).expanduser().resolve()
+        storage = Path(env.get("FORGE_STORAGE", str(home))).expanduser().resolve()
+        roots = [Path(p).expanduser().resolve() for p in env.get("FORGE_DATASET_ROOTS", "").split(os.pathsep) if p]
+        values: dict = {"home": home, "storage": storage, "dataset_roots": roots}
+        if "FORGE_MAX_CONCURRENT_JOBS" in env:
+            values["max_concurrent_jobs"] = env["FORGE_MAX_CONCURRENT_JOBS"]
+        if "FORGE_MAX_UPLOAD_MB" in env:
+            values["max_upload_mb"] = env["FORGE_MAX_UPLOAD_MB"]
+        if env.get("FORGE_API_KEY"):
+            values["api_key"] = env["FORGE_API_KEY"]
+        if "FORGE_STOP_GRACE_S" in env:
+            values["stop_grace_s"] = env["FORGE_STOP_GRACE_S"]
+        values["trust_remote_code"] = env.get("FORGE_TRUST_REMOTE_CODE", "0").lower() in {"1", "true", "yes"}
+        return cls(**values)

@@ -1,0 +1,45 @@
+"""One Ray actor per job that runs the job's TorchTrainer.fit().
+
+`fit()` blocks, so it must not run on the manager's event loop. A dedicated
+runner actor (0 CPUs) gives a clean hard stop: `ray.kill(runner)` takes the
+Train controller and workers with it. The manager kills the runner after a
+normal finish too, which avoids Train's leaked-controller trap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+# Train V2 patches print() into the logger; TRL's dataset fingerprinting then
+# dumps pages of bytecode into the worker logs.
+RUNNER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class JobRunner:
+    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        from forge.training.spec import JobSpec
+        from forge.training.worker import train_worker
+
+        job = JobSpec.model_validate(spec)
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config=spec,
+            scaling_config=ScalingConfig(num_workers=job.request.num_workers, use_gpu=job.options.use_gpu),
+            run_config=RunConfig(
+                # The run name is the job id: Ray Train resumes a run of the same
+                # name, so each job gets its own.
+                name=job.job_id,
+                storage_path=job.runs_dir,
+                failure_config=FailureConfig(max_failures=0),
+            ),
+        )
+        result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+        return result.return_value or {}

@@ -1,0 +1,43 @@
+"""One real Ray instance and one Serve app for the whole integration session.
+
+Everything is real: Ray, Serve's HTTP proxy on a free loopback port, the
+TrainingManager actor, Ray Train workers training the built-in tiny model, and
+the SQLite registry under a temporary FORGE_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from support import Service
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory):
+    import ray
+    from ray import serve
+
+    home = tmp_path_factory.mktemp("forge_home")
+    os.environ["FORGE_HOME"] = str(home)
+    os.environ["FORGE_STOP_GRACE_S"] = "20"
+    os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
+    port = _free_port()
+
+    ray.init(num_cpus=2, namespace="modelforge-tests", log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    from deployments.app import AppArgs, build_app
+
+    serve.run(build_app(AppArgs()), name="modelforge", route_prefix="/")
+    try:
+        yield Service(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", home=home)
+    finally:
+        serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,64 @@
+"""Helpers shared by the integration tests: a small HTTP client and the error-shape check."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
+
+
+@dataclass
+class Service:
+    url: str
+    ws_url: str
+    home: Path
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + path, timeout=60, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.delete(self.url + path, timeout=60, **kwargs)
+
+    def status(self, job_id: str) -> dict:
+        response = self.get("/api/training_status", params={"job_id": job_id})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_for(self, predicate: Callable[[dict], bool], job_id: str, timeout: float = 180) -> dict:
+        """Poll training_status for `job_id` until `predicate` holds; return that status."""
+        deadline = time.monotonic() + timeout
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = self.status(job_id)
+            if predicate(status):
+                return status
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} did not reach the expected state in {timeout}s: {status}")
+
+    def upload(self, path: Path, name: str | None = None) -> requests.Response:
+        with path.open("rb") as handle:
+            return self.post("/api/upload_dataset", files={"file": (name or path.name, handle, "application/jsonl")})
+
+    def start(self, **fields: Any) -> requests.Response:
+        body = {"task": "text-generation", "model_name": "forge/tiny-llama", "provider": "huggingface",
+                "strategy": "sft", **fields}
+        return self.post("/api/start_training", json=body)
+
+
+def assert_error_shape(response: requests.Response, status_code: int) -> dict:
+    assert response.status_code == status_code, response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert body["status_code"] == status_code
+    assert "Traceback" not in response.text
+    return body

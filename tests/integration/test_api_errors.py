@@ -1,0 +1,151 @@
+"""Every failure the API can answer, in the contract's error shape, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from support import SAMPLE_DATASET, Service, assert_error_shape
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def dataset(service: Service) -> str:
+    upload = service.upload(SAMPLE_DATASET, name="for_error_tests.jsonl")
+    assert upload.status_code == 200, upload.text
+    return upload.json()["filename"]
+
+
+def _datasets_dir_listing(service: Service) -> set[str]:
+    return {p.name for p in (Path(service.home) / "datasets").iterdir()}
+
+
+def test_unknown_route_is_404(service: Service):
+    body = assert_error_shape(service.get("/api/does-not-exist"), 404)
+    assert "/api/does-not-exist" in body["detail"]
+
+
+def test_wrong_method_is_405_in_error_shape(service: Service):
+    assert_error_shape(requests.put(service.url + "/api/health", timeout=30), 405)
+
+
+@pytest.mark.parametrize(
+    "fields, field_name",
+    [
+        ({"lora_r": 0}, "lora_r"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"num_train_epochs": 0}, "num_train_epochs"),
+        ({"strategy": "ppo"}, "strategy"),
+        ({"task": "translation"}, "task"),
+        ({"model_name": ""}, "model_name"),
+        ({"num_epochs": 3}, "num_epochs"),
+        ({"eval_split": 1.0}, "eval_split"),
+    ],
+)
+def test_invalid_training_request_is_400_never_422(service: Service, fields: dict, field_name: str):
+    body = assert_error_shape(service.start(dataset="text_generation.jsonl", **fields), 400)
+    assert field_name in body["detail"]
+
+
+def test_malformed_json_body_is_400(service: Service):
+    response = service.post("/api/start_training", data="{not json", headers={"content-type": "application/json"})
+    assert_error_shape(response, 400)
+
+
+def test_unknown_dataset_is_400(service: Service):
+    body = assert_error_shape(service.start(dataset="never-uploaded.jsonl"), 400)
+    assert "never-uploaded.jsonl" in body["detail"]
+
+
+def test_dataset_path_outside_roots_is_400(service: Service):
+    body = assert_error_shape(service.start(dataset=str(SAMPLE_DATASET)), 400)
+    assert "outside the allowed dataset roots" in body["detail"]
+
+
+@pytest.mark.parametrize("model_name", ["/no/such/model/dir", "./missing-model"])
+def test_unresolvable_local_model_is_400(service: Service, dataset: str, model_name: str):
+    body = assert_error_shape(service.start(dataset=dataset, model_name=model_name), 400)
+    assert model_name in body["detail"]
+
+
+def test_hub_model_that_cannot_be_fetched_is_400(service: Service, dataset: str):
+    """The Hugging Face Hub cannot be reached from this machine: the id is neither cached nor fetchable."""
+    body = assert_error_shape(
+        service.start(dataset=dataset, model_name="nobody-here/no-such-model"), 400
+    )
+    assert "nobody-here/no-such-model" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "fields", [{"strategy": "dpo"}, {"provider": "unsloth"}, {"task": "summarization"}]
+)
+def test_not_yet_supported_combination_is_400(service: Service, dataset: str, fields: dict):
+    body = assert_error_shape(service.start(dataset=dataset, **fields), 400)
+    assert "not yet supported" in body["detail"]
+
+
+def test_invalid_upload_is_400_with_validation_and_leaves_nothing(service: Service, tmp_path: Path):
+    before = _datasets_dir_listing(service)
+    bad = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"input": f"q{i}", "output": f"a{i}"}) for i in range(15)]
+    lines[2] = "{not json"
+    lines[5] = json.dumps({"input": "only input"})
+    lines[7] = json.dumps({"input": 3, "output": "x"})
+    bad.write_text("\n".join(lines) + "\n")
+    body = assert_error_shape(service.upload(bad), 400)
+    validation = body["validation"]
+    assert validation["valid"] is False
+    assert [e["line"] for e in validation["errors"]] == [3, 6, 8]
+    assert "invalid JSON" in validation["errors"][0]["error"]
+    assert "output" in validation["errors"][1]["error"]
+    assert "input" in validation["errors"][2]["error"]
+    assert _datasets_dir_listing(service) == before
+    assert "bad.jsonl" not in [d["filename"] for d in service.get("/api/datasets").json()["datasets"]]
+
+
+def test_too_few_examples_is_400(service: Service, tmp_path: Path):
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(json.dumps({"input": "a", "output": "b"}) for _ in range(3)) + "\n")
+    body = assert_error_shape(service.upload(small), 400)
+    assert "at least 10" in json.dumps(body["validation"])
+
+
+@pytest.mark.parametrize("name", ["../../x.jsonl", "a/b.jsonl", ".hidden.jsonl", "data.txt"])
+def test_unsafe_upload_filename_is_400(service: Service, name: str):
+    before = _datasets_dir_listing(service)
+    assert_error_shape(service.upload(SAMPLE_DATASET, name=name), 400)
+    assert _datasets_dir_listing(service) == before
+
+
+def test_same_name_upload_gets_a_versioned_name(service: Service):
+    first = service.upload(SAMPLE_DATASET, name="twice.jsonl").json()
+    second = service.upload(SAMPLE_DATASET, name="twice.jsonl").json()
+    assert first["filename"] == "twice.jsonl"
+    assert second["filename"] == "twice-2.jsonl"
+    assert "twice-2.jsonl" in second["message"]
+
+
+def test_upload_without_file_is_400(service: Service):
+    assert_error_shape(service.post("/api/upload_dataset"), 400)
+
+
+def test_unknown_model_is_404(service: Service):
+    assert_error_shape(service.get("/api/models/987654"), 404)
+    assert_error_shape(service.delete("/api/models/987654"), 404)
+    body = {"model_id": 987654, "prompt": "hi", "max_new_tokens": 4}
+    assert_error_shape(service.post("/api/playground/generate", json=body), 404)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"prompt": ""}, {"prompt": "   "}, {"temperature": -1}, {"top_p": 0}, {"max_new_tokens": 100000}]
+)
+def test_bad_generate_request_is_400(service: Service, fields: dict):
+    body = {"model_id": 1, "prompt": "hi", "max_new_tokens": 4, **fields}
+    assert_error_shape(service.post("/api/playground/generate", json=body), 400)
+
+
+def test_status_of_unknown_job_is_404(service: Service):
+    assert_error_shape(service.get("/api/training_status", params={"job_id": "train_000000"}), 404)

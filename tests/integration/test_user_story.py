@@ -1,0 +1,257 @@
+"""The user story of the core slice, end to end over real HTTP and WebSocket.
+
+Upload the sample dataset, train LoRA SFT on forge/tiny-llama through Ray Train,
+watch it over REST and /ws/training, find the model in the registry, generate
+with it, stop a second job, delete the model. The tests run in file order and
+share what earlier steps produced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from support import SAMPLE_DATASET, Service, assert_error_shape
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.integration
+
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+PROMPT = "What is 3 plus 4?"
+TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+
+
+@pytest.fixture(scope="module")
+def story() -> dict:
+    return {}
+
+
+class FeedRecorder:
+    """Collects /ws/training messages in a thread until `job_id` reaches a terminal status."""
+
+    def __init__(self, service: Service) -> None:
+        self.url = service.ws_url + "/ws/training"
+        self.messages: list[dict] = []
+        self.job_id: str | None = None
+        self._subscribed = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._subscribed.wait(30), "could not subscribe to /ws/training"
+
+    def _run(self) -> None:
+        with connect(self.url, open_timeout=30) as socket:
+            socket.recv(timeout=30)  # the status at subscription time
+            self._subscribed.set()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                message = json.loads(socket.recv(timeout=300))
+                self.messages.append(message)
+                if self.job_id and message.get("job_id") == self.job_id and message["status"] in TERMINAL:
+                    return
+
+    def wait(self, timeout: float = 300) -> list[dict]:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the WebSocket never delivered the terminal message"
+        return [m for m in self.messages if m.get("job_id") == self.job_id]
+
+
+def test_health_and_info(service: Service):
+    assert service.get("/api/health").json() == {"status": "healthy", "version": "v2"}
+    info = service.get("/api/info").json()
+    assert info["providers"] == ["huggingface", "unsloth"]
+    assert info["strategies"] == ["sft", "qlora", "rlhf", "dpo"]
+    assert info["tasks"] == ["text-generation", "summarization", "extractive-question-answering"]
+    assert info["version"] == "v2"
+    assert {"task": "text-generation", "strategy": "sft", "provider": "huggingface"} in info["supported"]
+
+
+def test_status_is_idle_before_any_job(service: Service):
+    status = service.get("/api/training_status").json()
+    assert status["status"] == "idle"
+    assert status["progress"] == 0 and status["current_step"] == 0 and status["loss"] is None
+
+
+def test_upload_sample_dataset(service: Service, story: dict):
+    response = service.upload(SAMPLE_DATASET)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    rows = sum(1 for line in SAMPLE_DATASET.read_text().splitlines() if line.strip())
+    assert body["status"] == "uploaded"
+    assert body["filename"] == "text_generation.jsonl"
+    assert body["num_examples"] == rows >= 50
+    assert body["validation"]["valid"] is True and body["validation"]["errors"] == []
+    story["dataset"] = body["filename"]
+
+    listed = service.get("/api/datasets").json()["datasets"]
+    entry = next(d for d in listed if d["filename"] == "text_generation.jsonl")
+    assert entry["num_examples"] == rows
+    assert entry["size_mb"] > 0 and ISO_Z.match(entry["uploaded_at"])
+
+
+def test_train_watch_over_rest_and_websocket(service: Service, story: dict):
+    feed = FeedRecorder(service)
+    response = service.start(dataset=story["dataset"], num_train_epochs=3, learning_rate=5e-3,
+                             per_device_train_batch_size=2, gradient_accumulation_steps=1)
+    assert response.status_code == 200, response.text
+    started = response.json()
+    assert started["status"] == "started" and re.match(r"^train_[0-9a-f]+$", started["job_id"])
+    assert started["message"]
+    job_id = feed.job_id = story["job_id"] = started["job_id"]
+
+    # A second job while this one runs: 409 in the error format.
+    assert_error_shape(service.start(dataset=story["dataset"]), 409)
+
+    polled = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status = service.status(job_id)
+        polled.append(status)
+        if status["status"] in TERMINAL:
+            break
+        time.sleep(0.25)
+    final = polled[-1]
+    assert final["status"] == "completed", final
+    assert final["progress"] == 100 and final["current_step"] == final["total_steps"] > 0
+    assert final["total_epochs"] == 3 and final["current_epoch"] == pytest.approx(3)
+    progresses = [s["progress"] for s in polled]
+    assert progresses == sorted(progresses), "progress went backwards"
+    assert all(0 <= p <= 100 for p in progresses)
+    training = [s for s in polled if s["status"] == "training"]
+    assert training, "never saw the job in the training state"
+    assert any(s["loss"] is not None and s["learning_rate"] is not None for s in training)
+
+    messages = feed.wait()
+    fields = {"job_id", "status", "progress", "current_epoch", "total_epochs", "current_step", "total_steps",
+              "loss", "learning_rate"}
+    assert all(fields <= set(m) for m in messages)
+    assert messages[-1]["status"] == "completed"
+    ws_progress = [m["progress"] for m in messages]
+    assert ws_progress == sorted(ws_progress), "WebSocket progress went backwards"
+    steps = [m["current_step"] for m in messages]
+    assert steps == sorted(steps)
+    # Every step reached the feed: the steps seen cover 1..total.
+    assert set(range(1, final["total_steps"] + 1)) <= set(steps)
+    seen_statuses = [m["status"] for m in messages]
+    assert "training" in seen_statuses
+    assert seen_statuses.index("training") < seen_statuses.index("completed")
+
+
+def test_loss_fell_during_training(service: Service, story: dict):
+    history = service.get(f"/api/jobs/{story['job_id']}/metrics").json()["metrics"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert len(losses) >= 10
+    assert losses[-1] < losses[0]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_model_is_registered(service: Service, story: dict):
+    status = service.status(story["job_id"])
+    model_id = status["model_id"]
+    assert isinstance(model_id, int)
+    listed = service.get("/api/models").json()["models"]
+    summary = next(m for m in listed if m["id"] == model_id)
+    assert summary["base_model"] == "forge/tiny-llama"
+    assert summary["task"] == "text-generation"
+    assert summary["name"] and ISO_Z.match(summary["created_at"])
+    assert 0 < summary["size_mb"] < 50
+
+    detail = service.get(f"/api/models/{model_id}").json()
+    assert detail["provider"] == "huggingface" and detail["strategy"] == "sft"
+    params = detail["training_params"]
+    assert params["num_epochs"] == 3 and params["batch_size"] == 2 and params["learning_rate"] == 5e-3
+    metrics = detail["metrics"]
+    assert math.isfinite(metrics["final_loss"]) and metrics["final_loss"] > 0
+    assert math.isfinite(metrics["perplexity"]) and metrics["perplexity"] == pytest.approx(
+        math.exp(metrics["eval_loss"]), rel=1e-6)
+    model_dir = Path(service.home) / "models" / str(model_id)
+    assert (model_dir / "adapter_model.safetensors").is_file()
+    assert (model_dir / "adapter_config.json").is_file()
+    story["model_id"] = model_id
+
+
+def test_playground_generates_deterministically_and_the_adapter_matters(service: Service, story: dict):
+    body = {"model_id": story["model_id"], "prompt": PROMPT, "max_new_tokens": 16, "temperature": 0}
+    first = service.post("/api/playground/generate", json=body)
+    assert first.status_code == 200, first.text
+    second = service.post("/api/playground/generate", json=body).json()
+    first = first.json()
+    assert isinstance(first["tokens_generated"], int) and 0 <= first["tokens_generated"] <= 16
+    assert first["generation_time_ms"] >= 0
+    assert first["generated_text"] == second["generated_text"]
+    assert PROMPT not in first["generated_text"], "generated_text must hold only the new text"
+
+    sampled = service.post("/api/playground/generate", json={**body, "temperature": 0.9, "top_p": 0.95})
+    assert sampled.status_code == 200
+
+    # The untrained base, prompted the same way, answers differently.
+    from forge.inference import generate, load_base_model
+
+    base = load_base_model("forge/tiny-llama", Path(service.home) / "builtin", "text-generation")
+    base_text = generate(base, PROMPT, max_new_tokens=16, temperature=0, top_p=1.0)["generated_text"]
+    assert base_text != first["generated_text"]
+
+
+def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, story: dict):
+    from ray.util.state import list_actors
+
+    response = service.start(dataset=story["dataset"], num_train_epochs=500)
+    assert response.status_code == 200, response.text
+    job_id = response.json()["job_id"]
+    service.wait_for(lambda s: s["status"] == "training" and s["current_step"] > 0, job_id)
+
+    asked = time.monotonic()
+    stopped = service.post("/api/stop_training")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["status"] == "stopped"
+    status = service.wait_for(lambda s: s["status"] in TERMINAL, job_id, timeout=30)
+    assert status["status"] == "stopped"
+    assert time.monotonic() - asked < 25
+    assert status["current_step"] < status["total_steps"]
+    assert status["model_id"] is None
+
+    def train_actors() -> list:
+        alive = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        return [a for a in alive if "RayTrainWorker" in a.class_name or a.class_name == "JobRunner"]
+
+    deadline = time.monotonic() + 30
+    while train_actors() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert train_actors() == []
+
+    events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
+    assert [e["kind"] for e in events if e["kind"] in ("stop", "stopped")][:2] == ["stop", "stopped"]
+    # Nothing runs now, so a second stop is a conflict.
+    assert_error_shape(service.post("/api/stop_training"), 409)
+
+
+def test_a_new_job_can_start_after_a_stop(service: Service, story: dict):
+    response = service.start(dataset=story["dataset"], max_steps=3, eval_split=0)
+    assert response.status_code == 200, response.text
+    job_id = response.json()["job_id"]
+    status = service.wait_for(lambda s: s["status"] in TERMINAL, job_id)
+    assert status["status"] == "completed" and status["current_step"] == 3
+    story["second_model_id"] = status["model_id"]
+    detail = service.get(f"/api/models/{status['model_id']}").json()
+    assert detail["metrics"]["perplexity"] is None  # no eval split, no perplexity
+
+
+def test_delete_model(service: Service, story: dict):
+    model_id = story["second_model_id"]
+    model_dir = Path(service.home) / "models" / str(model_id)
+    assert model_dir.is_dir()
+    response = service.delete(f"/api/models/{model_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "deleted"
+    assert not model_dir.exists()
+    assert_error_shape(service.get(f"/api/models/{model_id}"), 404)
+    assert_error_shape(service.delete(f"/api/models/{model_id}"), 404)
+    body = {"model_id": model_id, "prompt": PROMPT, "max_new_tokens": 4, "temperature": 0}
+    assert_error_shape(service.post("/api/playground/generate", json=body), 404)
+    assert model_id not in [m["id"] for m in service.get("/api/models").json()["models"]]
+    # The first model is untouched.
+    assert service.get(f"/api/models/{story['model_id']}").status_code == 200
