@@ -28,6 +28,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("forge_home")
     os.environ["FORGE_HOME"] = str(home)
     os.environ["FORGE_STOP_GRACE_S"] = "20"
+    os.environ["FORGE_MAX_UPLOAD_MB"] = "2"
     os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
     port = _free_port()
 

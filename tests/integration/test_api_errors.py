@@ -128,6 +128,16 @@ def test_same_name_upload_gets_a_versioned_name(service: Service):
     assert "twice-2.jsonl" in second["message"]
 
 
+def test_upload_over_the_size_limit_is_413_and_leaves_nothing(service: Service, tmp_path: Path):
+    """The session runs with FORGE_MAX_UPLOAD_MB=2."""
+    before = _datasets_dir_listing(service)
+    big = tmp_path / "big.jsonl"
+    row = json.dumps({"input": "x" * 1000, "output": "y" * 1000}) + "\n"
+    big.write_text(row * 1600)  # about 3.2 MB
+    assert_error_shape(service.upload(big), 413)
+    assert _datasets_dir_listing(service) == before
+
+
 def test_upload_without_file_is_400(service: Service):
     assert_error_shape(service.post("/api/upload_dataset"), 400)
 

@@ -240,6 +240,21 @@ def test_a_new_job_can_start_after_a_stop(service: Service, story: dict):
     assert detail["metrics"]["perplexity"] is None  # no eval split, no perplexity
 
 
+def test_data_parallel_job_on_two_workers(service: Service, story: dict):
+    response = service.start(dataset=story["dataset"], max_steps=4, num_workers=2, eval_split=0.1)
+    assert response.status_code == 200, response.text
+    status = service.wait_for(lambda s: s["status"] in TERMINAL, response.json()["job_id"])
+    assert status["status"] == "completed", status
+    detail = service.get(f"/api/models/{status['model_id']}").json()
+    assert detail["training_params"]["num_workers"] == 2
+    assert math.isfinite(detail["metrics"]["final_loss"])
+
+
+def test_more_workers_than_the_cluster_holds_is_400(service: Service, story: dict):
+    body = assert_error_shape(service.start(dataset=story["dataset"], num_workers=8), 400)
+    assert "num_workers" in body["detail"]
+
+
 def test_delete_model(service: Service, story: dict):
     model_id = story["second_model_id"]
     model_dir = Path(service.home) / "models" / str(model_id)

@@ -1,0 +1,90 @@
+"""The training recipe itself, in-process: real TRL SFT with a PEFT LoRA on forge/tiny-llama.
+
+The Ray-side wiring is covered by the integration tests; here a recording
+`JobLink` stands in for the TrainingManager so the recipe can be checked fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forge.schemas import TrainingRequest
+from forge.training.options import Hardware, resolve_options
+from forge.training.spec import JobSpec
+from forge.training.worker import run_training
+
+SAMPLE_DATASET = Path(__file__).resolve().parents[2] / "examples" / "datasets" / "text_generation.jsonl"
+
+
+class RecordingLink:
+    def __init__(self, stop_after_step: int | None = None) -> None:
+        self.updates: list[dict] = []
+        self.stop_after_step = stop_after_step
+
+    def progress(self, update: dict) -> None:
+        self.updates.append(update)
+
+    def stop_requested(self) -> bool:
+        steps = [u["current_step"] for u in self.updates if "current_step" in u]
+        return self.stop_after_step is not None and bool(steps) and max(steps) >= self.stop_after_step
+
+
+@pytest.fixture(scope="module")
+def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("builtin")
+
+
+def _spec(tmp_path: Path, builtin_dir: Path, **fields) -> JobSpec:
+    request = TrainingRequest(task="text-generation", model_name="forge/tiny-llama", dataset="sample", **fields)
+    options, _ = resolve_options(request, Hardware(cpus=2))
+    return JobSpec(
+        job_id="train_recipe", request=request, options=options, model_source="forge/tiny-llama",
+        dataset_path=str(SAMPLE_DATASET), output_dir=str(tmp_path / "adapter"), builtin_dir=str(builtin_dir),
+        runs_dir=str(tmp_path / "runs"), manager_name="unused", namespace="unused",
+    )
+
+
+def test_sft_loss_falls_and_the_adapter_is_saved(tmp_path: Path, builtin_dir: Path):
+    link = RecordingLink()
+    spec = _spec(tmp_path, builtin_dir, num_train_epochs=3, learning_rate=5e-3, per_device_train_batch_size=2,
+                 gradient_accumulation_steps=1)
+    outcome = run_training(spec, link, is_main=True)
+
+    assert outcome["stopped"] is False
+    losses = [u["loss"] for u in link.updates if "loss" in u]
+    assert len(losses) >= 10
+    assert outcome["metrics"]["first_loss"] == losses[0]
+    assert outcome["metrics"]["final_loss"] == losses[-1] < losses[0]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
+    steps = [u["current_step"] for u in link.updates if "current_step" in u]
+    assert steps == sorted(steps) and max(steps) == outcome["metrics"]["train_steps"]
+
+    adapter = Path(spec.output_dir)
+    assert (adapter / "adapter_model.safetensors").is_file()
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 16 and config["lora_alpha"] == 32
+    meta = json.loads((adapter / "forge.json").read_text())
+    assert meta["task"] == "text-generation" and meta["metrics"]["final_loss"] == losses[-1]
+    assert not adapter.with_name(adapter.name + ".partial").exists()
+
+
+def test_lora_settings_from_the_request_reach_the_adapter(tmp_path: Path, builtin_dir: Path):
+    spec = _spec(tmp_path, builtin_dir, max_steps=2, lora_r=4, lora_alpha=8, lora_dropout=0.0, eval_split=0)
+    outcome = run_training(spec, RecordingLink(), is_main=True)
+    config = json.loads((Path(spec.output_dir) / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (4, 8, 0.0)
+    assert outcome["metrics"]["train_steps"] == 2
+    assert outcome["metrics"]["eval_loss"] is None and outcome["metrics"]["perplexity"] is None
+
+
+def test_a_stop_request_ends_training_at_a_step_boundary_without_saving(tmp_path: Path, builtin_dir: Path):
+    link = RecordingLink(stop_after_step=3)
+    spec = _spec(tmp_path, builtin_dir, num_train_epochs=50)
+    outcome = run_training(spec, link, is_main=True)
+    assert outcome == {"stopped": True}
+    steps = [u["current_step"] for u in link.updates if "current_step" in u]
+    assert max(steps) == 3
+    assert not Path(spec.output_dir).exists()
