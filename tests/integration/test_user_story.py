@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -253,6 +254,28 @@ def test_data_parallel_job_on_two_workers(service: Service, story: dict):
 def test_more_workers_than_the_cluster_holds_is_400(service: Service, story: dict):
     body = assert_error_shape(service.start(dataset=story["dataset"], num_workers=8), 400)
     assert "num_workers" in body["detail"]
+
+
+def test_a_failing_job_ends_failed_with_a_clear_message(service: Service, tmp_path: Path):
+    """A dataset by path inside FORGE_DATASET_ROOTS, and a local model folder whose weights are missing."""
+    dataset = Path(service.home) / "dataset-root" / "by_path.jsonl"
+    shutil.copy(SAMPLE_DATASET, dataset)
+    broken_model = tmp_path / "broken-model"
+    broken_model.mkdir()
+    (broken_model / "config.json").write_text(json.dumps({"model_type": "llama"}))
+
+    response = service.start(dataset=str(dataset), model_name=str(broken_model), max_steps=2)
+    assert response.status_code == 200, response.text
+    job_id = response.json()["job_id"]
+    status = service.wait_for(lambda s: s["status"] in TERMINAL, job_id)
+    assert status["status"] == "failed"
+    assert status["message"].startswith("Training failed: ")
+    assert "Traceback" not in status["message"] and "\n" not in status["message"]
+    assert status["model_id"] is None
+    events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
+    assert events[-1]["kind"] == "failed"
+    # The manager is free for the next job.
+    assert service.get("/api/training_status").json()["status"] == "failed"
 
 
 def test_delete_model(service: Service, story: dict):
