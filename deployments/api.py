@@ -19,9 +19,27 @@ from forge import capabilities, datasets
 from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
 from forge.manager import get_or_create_manager
 from forge.schemas import (
-    API_VERSION, PROVIDERS, STRATEGIES, TASKS, TERMINAL_STATUSES, DatasetInfo, DatasetList, DeleteResponse,
-    ErrorResponse, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse, ModelDetail, ModelList,
-    ModelSummary, StartTrainingResponse, StopTrainingResponse, TrainingRequest, TrainingStatus, UploadResponse,
+    API_VERSION,
+    PROVIDERS,
+    STRATEGIES,
+    TASKS,
+    TERMINAL_STATUSES,
+    DatasetInfo,
+    DatasetList,
+    DeleteResponse,
+    ErrorResponse,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    InfoResponse,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    StartTrainingResponse,
+    StopTrainingResponse,
+    TrainingRequest,
+    TrainingStatus,
+    UploadResponse,
 )
 from forge.settings import Settings
 from forge.storage import Storage
@@ -78,19 +96,22 @@ class ApiIngress:
 
     @app.post("/api/upload_dataset", response_model=UploadResponse)
     async def upload_dataset(
-        self, request: Request, file: UploadFile = File(...), task: Optional[str] = Form(None)
+        self,
+        request: Request,
+        file: UploadFile = File(...),
+        format: Optional[str] = Form(None, description="pairs | chat | preference | qa; detected when absent."),
     ) -> UploadResponse:
         limit = int(self.settings.max_upload_mb * 1024 * 1024)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
             raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={self.settings.max_upload_mb:g}")
         filename = datasets.sanitize_filename(file.filename)
-        if task is not None and task not in datasets.TASK_FIELDS:
-            raise BadRequest(f"task {task!r} has no dataset format; known: {', '.join(datasets.TASK_FIELDS)}")
+        if format is not None and format not in datasets.FORMATS:
+            raise BadRequest(f"unknown dataset format {format!r}; known: {', '.join(datasets.FORMATS)}")
         staged = self.storage.datasets_dir / f".upload-{uuid.uuid4().hex}.part"
         try:
             await self._copy_upload(file, staged, limit)
-            report = await asyncio.to_thread(datasets.validate_jsonl, staged, task)
+            report = await asyncio.to_thread(datasets.validate_jsonl, staged, format)
             if not report.valid:
                 raise BadRequest(
                     f"{filename} is not a valid dataset: {report.total_errors} error(s)",
@@ -99,10 +120,15 @@ class ApiIngress:
             record = await self.manager.register_dataset.remote(str(staged), filename, report.model_dump())
         finally:
             staged.unlink(missing_ok=True)
-        renamed = record["filename"] != filename
+        notes = []
+        if record["filename"] != filename:
+            notes.append(f"a dataset named {filename} exists; stored as {record['filename']}")
+        if report.normalized:
+            aliases = ", ".join(f"{alias} -> {canonical}" for alias, canonical in report.normalized.items())
+            notes.append(f"{report.format} rows: fields normalised ({aliases})")
         return UploadResponse(
             filename=record["filename"], num_examples=report.num_examples, validation=report,
-            message=f"a dataset named {filename} exists; stored as {record['filename']}" if renamed else None,
+            message="; ".join(notes) or None,
         )
 
     @staticmethod
@@ -196,7 +222,10 @@ class ApiIngress:
 
     @app.post("/api/playground/generate", response_model=GenerateResponse)
     async def generate(self, body: GenerateRequest) -> GenerateResponse:
-        await self.manager.get_model.remote(body.model_id)  # 404 for an unknown or deleted model
+        model = await self.manager.get_model.remote(body.model_id)  # 404 for an unknown or deleted model
+        if model["task"] == "extractive-question-answering" and not body.context:
+            raise BadRequest("this model answers questions from a passage: send `context` (and the question "
+                             "in `question` or `prompt`)")
         handle = self.playground.options(multiplexed_model_id=str(body.model_id))
         try:
             result = await handle.generate.remote(body.model_dump())

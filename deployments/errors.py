@@ -72,4 +72,5 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(cause, RayActorError):
             return forge_response(ServiceUnavailable("the training manager is restarting; retry in a few seconds"))
         log.error("unhandled error on %s %s: %r", request.method, request.url.path, cause)
-        return JSONResponse(status_code=500, content=error_body(500, "Internal server error", "unexpected error; see server logs"))
+        body = error_body(500, "Internal server error", "unexpected error; see server logs")
+        return JSONResponse(status_code=500, content=body)

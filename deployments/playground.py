@@ -39,14 +39,7 @@ class Playground:
         )
 
     async def generate(self, request: dict[str, Any]) -> dict[str, Any]:
-        from forge.inference import generate
+        from forge.inference import respond
 
         loaded = await self.get_model(serve.get_multiplexed_model_id())
-        return await asyncio.to_thread(
-            generate,
-            loaded,
-            request["prompt"],
-            max_new_tokens=request["max_new_tokens"],
-            temperature=request["temperature"],
-            top_p=request["top_p"],
-        )
+        return await asyncio.to_thread(respond, loaded, request)

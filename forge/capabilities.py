@@ -5,9 +5,11 @@ from __future__ import annotations
 from forge.errors import BadRequest
 from forge.schemas import TrainingRequest
 
-SUPPORTED: frozenset[tuple[str, str, str]] = frozenset({
-    ("text-generation", "sft", "huggingface"),
-})
+SUPPORTED: frozenset[tuple[str, str, str]] = frozenset(
+    {("text-generation", strategy, "huggingface") for strategy in ("sft", "qlora", "dpo", "rlhf")}
+    | {(task, strategy, "huggingface") for task in ("summarization", "extractive-question-answering")
+       for strategy in ("sft", "qlora")}
+)
 
 
 def supported_combinations() -> list[dict[str, str]]:

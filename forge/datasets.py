@@ -1,8 +1,13 @@
-"""Dataset rules: JSONL validation and the filenames uploads may use.
+"""Dataset rules: JSONL formats, validation, normalisation, and the filenames uploads may use.
 
 Pure Python on purpose: the ingress validates uploads before anything heavy
 (torch, transformers, datasets) is loaded, and the same report is shown to the
 client, so every error names its 1-based line and says what is wrong.
+
+A dataset has a FORMAT (the shape of its rows), not a task: the same shape
+trains several tasks, see TRAINABLE_FORMATS. Common alias fields are accepted
+and rewritten into the canonical row at validation time; `read_examples` gives
+the training workers canonical rows only.
 """
 
 from __future__ import annotations
@@ -11,31 +16,48 @@ import json
 import os
 import pathlib
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from forge.errors import BadRequest
-from forge.schemas import TASKS, LineError, ValidationReport
+from forge.schemas import DatasetFormat, LineError, ValidationReport
 
 MIN_EXAMPLES = 10
 MAX_REPORTED_ERRORS = 50
 
-# Task -> the string fields every row must carry. Order matters: detection picks
-# the first task whose fields all occur in the first object row, so tasks with
-# more specific field sets should come before more general ones.
-TASK_FIELDS: dict[str, tuple[str, ...]] = {
-    "text-generation": ("input", "output"),
-}
-assert set(TASK_FIELDS) <= set(TASKS), "TASK_FIELDS keys must be tasks of the contract"
+FORMATS: tuple[str, ...] = ("pairs", "chat", "preference", "qa")
+assert FORMATS == DatasetFormat.__args__, "FORMATS must match the contract's DatasetFormat"
 
-# Used when detection finds no task: rows are checked against it so the
+# (task, strategy) -> the formats that can train it.
+TRAINABLE_FORMATS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("text-generation", "sft"): ("pairs", "chat"),
+    ("text-generation", "qlora"): ("pairs", "chat"),
+    ("text-generation", "dpo"): ("preference",),
+    ("text-generation", "rlhf"): ("preference",),
+    ("summarization", "sft"): ("pairs",),
+    ("summarization", "qlora"): ("pairs",),
+    ("extractive-question-answering", "sft"): ("qa",),
+    ("extractive-question-answering", "qlora"): ("qa",),
+}
+
+# Used when detection finds no format: rows are checked against it so the
 # errors say which fields are missing.
-_FALLBACK_TASK = "text-generation"
+_FALLBACK_FORMAT = "pairs"
+
+# `pairs` shapes as (input field, output field), canonical first. Alpaca rows
+# (instruction, optional input, output) are recognised before these.
+_PAIR_SHAPES = (("input", "output"), ("instruction", "response"), ("prompt", "completion"), ("document", "summary"))
+_ROLES = ("system", "user", "assistant")
+_SQUAD_ALIAS = {"answers": "answer, answer_start"}
 
 _BOM = b"\xef\xbb\xbf"
 _SUFFIX = ".jsonl"
 _MAX_FILENAME = 200
 _ALLOWED_NAME = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class _InvalidRow(ValueError):
+    """One row breaks its format's rules; the message is shown to the client."""
 
 
 def _type_name(value: Any) -> str:
@@ -47,50 +69,169 @@ def _type_name(value: Any) -> str:
     return {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
 
 
-def _detect_task(row: dict[str, Any]) -> str:
-    """First task whose fields all occur in `row`, else the fallback."""
-    for task, fields in TASK_FIELDS.items():
-        if all(field in row for field in fields):
-            return task
-    return _FALLBACK_TASK
-
-
-def _row_error(row: Any, fields: tuple[str, ...]) -> str | None:
-    """What is wrong with one parsed row, or None when it is a valid example."""
-    if not isinstance(row, dict):
-        return f"expected a JSON object, got {_type_name(row)}"
-    missing = [field for field in fields if field not in row]
+def _require(obj: dict[str, Any], fields: tuple[str, ...], where: str = "") -> None:
+    """Raise naming every field of `fields` that `obj` lacks."""
+    missing = [f"'{where}{field}'" for field in fields if field not in obj]
     if missing:
-        return "missing " + ("field " if len(missing) == 1 else "fields ") + ", ".join(f"'{f}'" for f in missing)
-    for field in fields:
-        value = row[field]
-        if not isinstance(value, str):
-            return f"field '{field}' must be a string, got {_type_name(value)}"
-        if not value.strip():
-            return f"field '{field}' is empty"
-    return None
+        raise _InvalidRow("missing " + ("field " if len(missing) == 1 else "fields ") + ", ".join(missing))
 
 
-def validate_jsonl(path: pathlib.Path, task: str | None = None) -> ValidationReport:
-    """Check every line of a JSONL dataset; `task=None` detects the task from the first object row.
+def _text(value: Any, name: str) -> str:
+    """`value` if it is a non-blank string, else raise naming the field."""
+    if not isinstance(value, str):
+        raise _InvalidRow(f"field '{name}' must be a string, got {_type_name(value)}")
+    if not value.strip():
+        raise _InvalidRow(f"field '{name}' is empty")
+    return value
 
-    Streams the file line by line, so memory stays flat however large it is.
-    Raises BadRequest for a task this module has no field rules for.
-    """
-    if task is not None and task not in TASK_FIELDS:
-        raise BadRequest(f"unsupported task {task!r}; supported: {', '.join(TASK_FIELDS)}")
-    fields = TASK_FIELDS[task] if task is not None else None
 
-    errors: list[LineError] = []
-    total_errors = 0
-    num_examples = 0
+def _strings(row: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    """The non-blank string values of `fields`, missing ones all named in one error."""
+    _require(row, fields)
+    return [_text(row[field], field) for field in fields]
 
-    def report(line: int, message: str) -> None:
-        nonlocal total_errors
-        total_errors += 1
-        if len(errors) < MAX_REPORTED_ERRORS:
-            errors.append(LineError(line=line, error=message))
 
+# ----------------------------------------------------------- format rules
+# Each rule takes a JSON object row and returns (canonical row, alias -> canonical
+# mapping used), or raises _InvalidRow.
+
+_Normalized = tuple[dict[str, Any], dict[str, str]]
+_Rule = Callable[[dict[str, Any]], _Normalized]
+
+
+def _pairs_shape(row: dict[str, Any]) -> tuple[tuple[str, str], dict[str, str]] | None:
+    """(fields, alias mapping) of the first `pairs` shape complete in `row`, Alpaca first; else None."""
+    if "instruction" in row and "output" in row:
+        return ("instruction", "output"), {"instruction, input" if "input" in row else "instruction": "input"}
+    shape = next((shape for shape in _PAIR_SHAPES if all(field in row for field in shape)), None)
+    if shape is None:
+        return None
+    return shape, {} if shape == _PAIR_SHAPES[0] else {shape[0]: "input", shape[1]: "output"}
+
+
+def _pairs(row: dict[str, Any]) -> _Normalized:
+    # No complete shape: check the one sharing most fields, so the error names what is missing.
+    shape, aliases = _pairs_shape(row) or (max(_PAIR_SHAPES, key=lambda s: sum(f in row for f in s)), {})
+    source, target = _strings(row, shape)
+    if shape == ("instruction", "output"):  # Alpaca: a non-blank `input` (optional) follows the instruction
+        extra = row.get("input", "")
+        if not isinstance(extra, str):
+            raise _InvalidRow(f"field 'input' must be a string, got {_type_name(extra)}")
+        if extra.strip():
+            source = f"{source}\n\n{extra}"
+    return {"input": source, "output": target}, aliases
+
+
+def _chat(row: dict[str, Any]) -> _Normalized:
+    _require(row, ("messages",))
+    messages = row["messages"]
+    if not isinstance(messages, list):
+        raise _InvalidRow(f"field 'messages' must be an array, got {_type_name(messages)}")
+    if not messages:
+        raise _InvalidRow("field 'messages' is empty")
+    canonical = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise _InvalidRow(f"field '{where}' must be an object, got {_type_name(message)}")
+        _require(message, ("role", "content"), where=f"{where}.")
+        role = message["role"]
+        if not isinstance(role, str) or role not in _ROLES:
+            raise _InvalidRow(
+                f"field '{where}.role' must be 'system', 'user' or 'assistant', got {json.dumps(role)}"
+            )
+        canonical.append({"role": role, "content": _text(message["content"], f"{where}.content")})
+    if not any(message["role"] == "user" for message in canonical):
+        raise _InvalidRow("messages have no user message")
+    if canonical[-1]["role"] != "assistant":
+        raise _InvalidRow(f"last message must be from the assistant, got '{canonical[-1]['role']}'")
+    return {"messages": canonical}, {}
+
+
+def _preference(row: dict[str, Any]) -> _Normalized:
+    prompt, chosen, rejected = _strings(row, ("prompt", "chosen", "rejected"))
+    if chosen.strip() == rejected.strip():
+        raise _InvalidRow("chosen and rejected are identical")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}, {}
+
+
+def _qa(row: dict[str, Any]) -> _Normalized:
+    if "answer" not in row and "answers" in row:  # SQuAD: the first of parallel lists
+        context, question = _strings(row, ("context", "question"))
+        answer, start = _first_squad_answer(row["answers"])
+        start_name, aliases = "answers.answer_start[0]", dict(_SQUAD_ALIAS)
+    else:
+        context, question, answer = _strings(row, ("context", "question", "answer"))
+        start, start_name, aliases = row.get("answer_start"), "answer_start", {}
+    if answer not in context:
+        raise _InvalidRow("answer does not occur in context")
+    if start is None:
+        start = context.find(answer)
+    elif not isinstance(start, int) or isinstance(start, bool):
+        raise _InvalidRow(f"field '{start_name}' must be an integer, got {_type_name(start)}")
+    elif start < 0 or context[start : start + len(answer)] != answer:
+        raise _InvalidRow(f"answer_start {start} does not point at the answer in context")
+    return {"context": context, "question": question, "answer": answer, "answer_start": start}, aliases
+
+
+def _first_squad_answer(answers: Any) -> tuple[str, Any]:
+    if not isinstance(answers, dict):
+        raise _InvalidRow(f"field 'answers' must be an object, got {_type_name(answers)}")
+    _require(answers, ("text", "answer_start"), where="answers.")
+    texts, starts = answers["text"], answers["answer_start"]
+    for name, value in (("text", texts), ("answer_start", starts)):
+        if not isinstance(value, list):
+            raise _InvalidRow(f"field 'answers.{name}' must be an array, got {_type_name(value)}")
+        if not value:
+            raise _InvalidRow(f"field 'answers.{name}' is empty")
+    if len(texts) != len(starts):
+        raise _InvalidRow(f"'answers.text' has {len(texts)} items but 'answers.answer_start' {len(starts)}")
+    return _text(texts[0], "answers.text[0]"), starts[0]
+
+
+_RULES: dict[str, _Rule] = {"pairs": _pairs, "chat": _chat, "preference": _preference, "qa": _qa}
+assert tuple(_RULES) == FORMATS
+
+
+def _normalize(format: str, row: Any) -> _Normalized:
+    if not isinstance(row, dict):
+        raise _InvalidRow(f"expected a JSON object, got {_type_name(row)}")
+    return _RULES[format](row)
+
+
+def _check_format(format: str) -> None:
+    if format not in _RULES:
+        raise BadRequest(f"unsupported format {format!r}; supported: {', '.join(FORMATS)}")
+
+
+# ------------------------------------------------------------------ public
+
+
+def formats_for(task: str, strategy: str) -> tuple[str, ...]:
+    """Formats that can train `task` with `strategy`; () when nothing trains that combination."""
+    return TRAINABLE_FORMATS.get((task, strategy), ())
+
+
+def normalize_row(format: str, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` in the canonical form of `format`; ValueError (validation's message) when invalid."""
+    _check_format(format)
+    return _normalize(format, row)[0]
+
+
+def detect_format(row: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(format, alias -> canonical mapping) for a row, from its keys only; pairs when nothing matches."""
+    if "context" in row and "question" in row:
+        return "qa", dict(_SQUAD_ALIAS) if "answer" not in row and "answers" in row else {}
+    if all(field in row for field in ("prompt", "chosen", "rejected")):
+        return "preference", {}
+    if "messages" in row:
+        return "chat", {}
+    shape = _pairs_shape(row)
+    return "pairs", shape[1] if shape else {}
+
+
+def _lines(path: pathlib.Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(1-based line number, parsed value, error) for each non-blank line, streamed."""
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(_BOM):
@@ -98,45 +239,77 @@ def validate_jsonl(path: pathlib.Path, task: str | None = None) -> ValidationRep
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                report(number, "line is not valid UTF-8")
+                yield number, None, "line is not valid UTF-8"
                 continue
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
+                yield number, json.loads(text), None
             except json.JSONDecodeError as exc:
-                report(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
-                continue
-            # Rows before the first object fail the same way for every task,
-            # so the task can be fixed here without a second pass.
-            if fields is None and isinstance(row, dict):
-                task = _detect_task(row)
-                fields = TASK_FIELDS[task]
-            problem = _row_error(row, fields or TASK_FIELDS[_FALLBACK_TASK])
-            if problem is None:
-                num_examples += 1
-            else:
-                report(number, problem)
+                yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+
+
+def validate_jsonl(path: pathlib.Path, format: str | None = None) -> ValidationReport:
+    """Check every line of a JSONL dataset; `format=None` detects it from the first object row.
+
+    Streams the file line by line, so memory stays flat however large it is.
+    Raises BadRequest for a format name this module does not know.
+    """
+    if format is not None:
+        _check_format(format)
+    errors: list[LineError] = []
+    total_errors = 0
+    num_examples = 0
+    normalized: dict[str, str] = {}
+
+    def report(line: int, message: str) -> None:
+        nonlocal total_errors
+        total_errors += 1
+        if len(errors) < MAX_REPORTED_ERRORS:
+            errors.append(LineError(line=line, error=message))
+
+    for number, row, problem in _lines(path):
+        if problem is not None:
+            report(number, problem)
+            continue
+        # Rows before the first object fail the same way for every format,
+        # so the format can be fixed here without a second pass.
+        if format is None and isinstance(row, dict):
+            format = detect_format(row)[0]
+        try:
+            _, aliases = _normalize(format or _FALLBACK_FORMAT, row)
+        except _InvalidRow as exc:
+            report(number, str(exc))
+            continue
+        num_examples += 1
+        normalized.update(aliases)
 
     if num_examples < MIN_EXAMPLES:
         # Listed first (line 0 sorts before every line) so the cap never hides it.
         total_errors += 1
-        errors.insert(
-            0,
-            LineError(
-                line=0,
-                error=f"dataset has {num_examples} valid examples; at least {MIN_EXAMPLES} are required",
-            ),
-        )
+        message = f"dataset has {num_examples} valid examples; at least {MIN_EXAMPLES} are required"
+        errors.insert(0, LineError(line=0, error=message))
         del errors[MAX_REPORTED_ERRORS:]
 
     return ValidationReport(
-        valid=total_errors == 0,
-        errors=errors,
-        total_errors=total_errors,
-        num_examples=num_examples,
-        task=task or _FALLBACK_TASK,
+        valid=total_errors == 0, errors=errors, total_errors=total_errors, num_examples=num_examples,
+        format=format or _FALLBACK_FORMAT, normalized=normalized,
     )
+
+
+def read_examples(path: pathlib.Path, format: str) -> Iterator[dict[str, Any]]:
+    """Canonical rows of a validated dataset, streamed; ValueError naming the line at a bad one."""
+    _check_format(format)
+    for number, row, problem in _lines(path):
+        try:
+            if problem is not None:
+                raise _InvalidRow(problem)
+            yield _normalize(format, row)[0]
+        except _InvalidRow as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+
+
+# --------------------------------------------------------------- filenames
 
 
 def sanitize_filename(name: str | None) -> str:

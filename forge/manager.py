@@ -21,7 +21,7 @@ from typing import Any, Optional
 import ray
 
 from forge import capabilities
-from forge.datasets import sanitize_filename, validate_jsonl, versioned_name
+from forge.datasets import formats_for, sanitize_filename, validate_jsonl, versioned_name
 from forge.errors import BadRequest, Conflict, NotFound
 from forge.feed import ChangeFeed
 from forge.registry import DatasetRecord, JobRecord, ModelRecord, Registry
@@ -35,6 +35,9 @@ from forge.training.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
+_FORMAT_FIELDS_HINT = (
+    "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer"
+)
 # Fields of a progress update a worker may set.
 _PROGRESS_FIELDS = ("current_step", "total_steps", "current_epoch", "loss", "learning_rate", "eval_loss")
 
@@ -85,7 +88,7 @@ class TrainingManager:
         finally:
             staged.unlink(missing_ok=True)
         record = DatasetRecord(
-            filename=name, task=validation.task, num_examples=validation.num_examples,
+            filename=name, format=validation.format, num_examples=validation.num_examples,
             size_bytes=final.stat().st_size, uploaded_at=utc_iso(),
         )
         self.registry.add_dataset(record)
@@ -111,7 +114,7 @@ class TrainingManager:
         request = TrainingRequest.model_validate(body)
         capabilities.check_supported(request)
         self._check_capacity()
-        dataset_path = await self._resolve_dataset(request)
+        dataset_path, dataset_format = await self._resolve_dataset(request)
         model_source = await asyncio.to_thread(resolve_model_source, request.model_name)
         hardware = self._hardware()
         if not hardware.has_gpu and request.num_workers > max(1, int(hardware.cpus)):
@@ -126,7 +129,8 @@ class TrainingManager:
         job = ActiveJob(record=record, notes=notes)
         job.spec = JobSpec(
             job_id=job_id, request=request, options=options, model_source=model_source,
-            dataset_path=str(dataset_path), output_dir=str(self.storage.staging_dir(job_id)),
+            dataset_path=str(dataset_path), dataset_format=dataset_format,
+            output_dir=str(self.storage.staging_dir(job_id)),
             builtin_dir=str(self.storage.builtin_dir), runs_dir=str(self.storage.runs_dir),
             manager_name=MANAGER_NAME, namespace=RAY_NAMESPACE,
             trust_remote_code=self.settings.trust_remote_code,
@@ -141,22 +145,27 @@ class TrainingManager:
             message += "; " + "; ".join(notes)
         return {"status": "started", "job_id": job_id, "message": message}
 
-    async def _resolve_dataset(self, request: TrainingRequest) -> Path:
+    async def _resolve_dataset(self, request: TrainingRequest) -> tuple[Path, str]:
+        """The dataset's path and row format, checked against what the job trains."""
         record = self.registry.get_dataset(request.dataset)
         if record is not None:
-            if record.task and record.task != request.task:
+            path, row_format = self.storage.dataset_path(record.filename), record.format or "pairs"
+        else:
+            path = resolve_dataset_path(request.dataset, self.settings.dataset_roots)
+            report = await asyncio.to_thread(validate_jsonl, path, None)
+            if not report.valid:
                 raise BadRequest(
-                    f"dataset {request.dataset!r} holds {record.task} rows; it cannot train task {request.task!r}"
+                    f"dataset {request.dataset!r} is not a valid dataset",
+                    extra={"validation": report.model_dump()},
                 )
-            return self.storage.dataset_path(record.filename)
-        path = resolve_dataset_path(request.dataset, self.settings.dataset_roots)
-        report = await asyncio.to_thread(validate_jsonl, path, request.task)
-        if not report.valid:
+            row_format = report.format or "pairs"
+        wanted = formats_for(request.task, request.strategy)
+        if row_format not in wanted:
             raise BadRequest(
-                f"dataset {request.dataset!r} is not valid for task {request.task!r}",
-                extra={"validation": report.model_dump()},
+                f"dataset {request.dataset!r} holds {row_format} rows; task {request.task!r} with strategy "
+                f"{request.strategy!r} trains on {' or '.join(wanted)} rows ({_FORMAT_FIELDS_HINT})"
             )
-        return path
+        return path, row_format
 
     @staticmethod
     def _hardware() -> Hardware:

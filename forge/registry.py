@@ -19,7 +19,7 @@ from forge.schemas import utc_iso
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
     filename     TEXT PRIMARY KEY,
-    task         TEXT,
+    format       TEXT,
     num_examples INTEGER NOT NULL,
     size_bytes   INTEGER NOT NULL,
     uploaded_at  TEXT NOT NULL
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS models (
 
 class DatasetRecord(BaseModel):
     filename: str
-    task: Optional[str]
+    format: Optional[str]
     num_examples: int
     size_bytes: int
     uploaded_at: str
@@ -155,7 +155,7 @@ class Registry:
 
     def add_dataset(self, record: DatasetRecord) -> None:
         self._db.execute(
-            "INSERT INTO datasets VALUES (:filename, :task, :num_examples, :size_bytes, :uploaded_at)",
+            "INSERT INTO datasets VALUES (:filename, :format, :num_examples, :size_bytes, :uploaded_at)",
             record.model_dump(),
         )
 

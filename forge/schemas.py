@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 API_VERSION = "v2"
 
@@ -102,6 +102,17 @@ class TrainingRequest(_Request):
             raise ValueError("must not be blank")
         return value.strip()
 
+    @model_validator(mode="after")
+    def _strategy_fits_task(self) -> "TrainingRequest":
+        if self.strategy in ("dpo", "rlhf") and self.task != "text-generation":
+            raise ValueError(
+                f"strategy {self.strategy!r} trains text-generation models only; set task to "
+                f"'text-generation' or strategy to 'sft'/'qlora'"
+            )
+        if self.strategy == "qlora" and not (self.use_4bit or self.use_8bit):
+            raise ValueError("strategy 'qlora' quantizes the base: set use_4bit or use_8bit to true")
+        return self
+
 
 class StartTrainingResponse(BaseModel):
     status: Literal["started"] = "started"
@@ -178,12 +189,22 @@ class LineError(BaseModel):
     error: str
 
 
+DatasetFormat = Literal["pairs", "chat", "preference", "qa"]
+
+
 class ValidationReport(BaseModel):
     valid: bool
     errors: list[LineError] = Field(default_factory=list, description="The first errors, capped.")
     total_errors: int = 0
     num_examples: int = 0
-    task: Optional[Task] = Field(None, description="The task the rows are shaped for.")
+    format: Optional[DatasetFormat] = Field(
+        None,
+        description="Row shape: pairs (input/output), chat (messages), preference (prompt/chosen/rejected), "
+        "qa (context/question/answer).",
+    )
+    normalized: dict[str, str] = Field(
+        default_factory=dict, description="Alias fields found in the rows and the canonical field each maps to."
+    )
 
 
 class UploadResponse(BaseModel):
@@ -199,7 +220,7 @@ class DatasetInfo(BaseModel):
     num_examples: int
     size_mb: float
     uploaded_at: str
-    task: Optional[Task] = None
+    format: Optional[DatasetFormat] = None
 
 
 class DatasetList(BaseModel):
@@ -213,7 +234,12 @@ MAX_NEW_TOKENS_CAP = 1024
 
 class GenerateRequest(_Request):
     model_id: int = Field(ge=1)
-    prompt: str = Field(min_length=1, description="Text to continue; must not be empty.")
+    prompt: str = Field(
+        min_length=1,
+        description="Text to continue (summarization: the text to summarize; extractive QA: the question).",
+    )
+    context: Optional[str] = Field(None, min_length=1, description="Extractive QA: the passage to answer from.")
+    question: Optional[str] = Field(None, min_length=1, description="Extractive QA: overrides `prompt`.")
     max_new_tokens: int = Field(100, ge=1, le=MAX_NEW_TOKENS_CAP)
     temperature: float = Field(0.7, ge=0, le=2, description="0 means greedy decoding.")
     top_p: float = Field(0.9, gt=0, le=1)
@@ -231,6 +257,8 @@ class GenerateResponse(BaseModel):
     tokens_generated: int
     generation_time_ms: float
     model_id: Optional[int] = None
+    score: Optional[float] = Field(None, description="Extractive QA: probability of the returned span.")
+    prompt_truncated: bool = Field(False, description="The prompt was cut from the left to fit the context.")
 
 
 # ----------------------------------------------------------------------- system

@@ -21,20 +21,26 @@ class JobLink(Protocol):
 class ProgressCallback(TrainerCallback):
     """Rank 0 reports each step and log; every rank stops at the same step on request."""
 
-    def __init__(self, link: JobLink, *, is_main: bool) -> None:
+    def __init__(self, link: JobLink, *, is_main: bool, step_offset: int = 0, total_steps: int | None = None) -> None:
+        # A multi-stage job (rlhf) numbers its steps across stages: stage two starts
+        # at `step_offset`, and `total_steps` covers every stage.
         self.link = link
         self.is_main = is_main
+        self.step_offset = step_offset
+        self.total_steps = total_steps
         self.stopped = False
+
+    def _steps(self, state) -> dict[str, Any]:
+        total = self.total_steps or self.step_offset + state.max_steps
+        return {"current_step": self.step_offset + state.global_step, "total_steps": total}
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.is_main:
-            self.link.progress({"total_steps": state.max_steps, "current_step": 0})
+            self.link.progress(self._steps(state))
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.is_main:
-            self.link.progress(
-                {"current_step": state.global_step, "total_steps": state.max_steps, "current_epoch": state.epoch or 0}
-            )
+            self.link.progress({**self._steps(state), "current_epoch": state.epoch or 0})
         if self._agree_on_stop():
             self.stopped = True
             control.should_training_stop = True
@@ -42,7 +48,7 @@ class ProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not self.is_main or not logs:
             return
-        update: dict[str, Any] = {"current_step": state.global_step, "current_epoch": state.epoch or 0}
+        update: dict[str, Any] = {**self._steps(state), "current_epoch": state.epoch or 0}
         for key in ("loss", "learning_rate", "eval_loss", "grad_norm"):
             value = logs.get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):

@@ -33,6 +33,7 @@ class ResolvedOptions(BaseModel):
     bf16: bool
     quantize_4bit: bool
     quantize_8bit: bool
+    bnb_4bit_compute_dtype: str
     gradient_checkpointing: bool
 
 
@@ -57,6 +58,10 @@ def resolve_options(request: TrainingRequest, hardware: Hardware) -> tuple[Resol
     if not quantize and (request.use_8bit or "use_4bit" in request.model_fields_set and request.use_4bit):
         notes.append(f"use_4bit/use_8bit apply to strategy qlora only; strategy {request.strategy} trains "
                      "a LoRA on the unquantized base")
+    compute_dtype = request.bnb_4bit_compute_dtype
+    if quantize and compute_dtype == "float16" and not hardware.has_gpu:
+        compute_dtype = "float32"
+        notes.append("bnb_4bit_compute_dtype float16 needs a GPU; computing in float32")
     compute_specs = request.compute_specs or detect_compute_specs(hardware)
     if request.compute_specs is None:
         notes.append(f"compute_specs detected as {compute_specs}")
@@ -68,6 +73,7 @@ def resolve_options(request: TrainingRequest, hardware: Hardware) -> tuple[Resol
         bf16=bf16,
         quantize_4bit=quantize and request.use_4bit and not request.use_8bit,
         quantize_8bit=quantize and request.use_8bit,
+        bnb_4bit_compute_dtype=compute_dtype,
         gradient_checkpointing=request.gradient_checkpointing,
     )
     return options, notes

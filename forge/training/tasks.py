@@ -1,6 +1,6 @@
-"""How each task turns a dataset row into a training example and a prompt.
+"""How each task turns canonical dataset rows into model inputs, and user text into a prompt.
 
-Shared by the training worker and the playground, so a model is prompted at
+Shared by the training recipes and the playground, so a model is prompted at
 inference exactly as it was trained. Pure Python: no heavy imports.
 """
 
@@ -8,19 +8,60 @@ from __future__ import annotations
 
 from typing import Any
 
-# Decoder-only models without a chat template learn to answer after this marker.
-_TEXT_GENERATION_PROMPT = "### Instruction:\n{input}\n\n### Response:\n"
+# Decoder-only models without a chat template learn to answer after these markers.
+_INSTRUCTION = "### Instruction:\n{text}\n\n### Response:\n"
+_SUMMARIZE = "### Summarize:\n{text}\n\n### Summary:\n"
+_SYSTEM = "### System:\n{text}\n\n"
+_ROLE_HEADERS = {"user": "### Instruction:\n", "assistant": "### Response:\n"}
+# Seq2seq models (T5 style) take a task prefix instead.
+_SEQ2SEQ_PREFIX = {"summarization": "summarize: "}
 
 
-def prompt_for(task: str, text: str) -> str:
-    """The prompt a model of `task` sees for the user's input `text`."""
-    if task == "text-generation":
-        return _TEXT_GENERATION_PROMPT.format(input=text.strip())
-    raise ValueError(f"task {task!r} is not supported yet")
+def prompt_for(task: str, text: str, *, seq2seq: bool = False) -> str:
+    """The prompt a model trained for `task` sees for the user's input `text`."""
+    text = text.strip()
+    if seq2seq:
+        return _SEQ2SEQ_PREFIX.get(task, "") + text
+    if task == "summarization":
+        return _SUMMARIZE.format(text=text)
+    return _INSTRUCTION.format(text=text)
 
 
-def to_prompt_completion(task: str, row: dict[str, Any]) -> dict[str, str]:
-    """A validated dataset row as TRL's prompt/completion pair (loss on the completion only)."""
-    if task == "text-generation":
-        return {"prompt": prompt_for(task, row["input"]), "completion": row["output"].strip()}
-    raise ValueError(f"task {task!r} is not supported yet")
+def causal_prompt(task: str, text: str, tokenizer: Any) -> str:
+    """A decoder-only model's prompt: the tokenizer's chat template for text generation when it has one."""
+    if task == "text-generation" and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text.strip()}], tokenize=False, add_generation_prompt=True
+        )
+    return prompt_for(task, text)
+
+
+def render_chat(messages: list[dict[str, str]]) -> str:
+    """Messages as one prompt, for tokenizers without a chat template; ends ready for the reply."""
+    parts = []
+    for message in messages:
+        if message["role"] == "system":
+            parts.append(_SYSTEM.format(text=message["content"].strip()))
+        else:
+            parts.append(_ROLE_HEADERS[message["role"]] + message["content"].strip() + "\n\n")
+    return "".join(parts) + _ROLE_HEADERS["assistant"]
+
+
+def causal_example(task: str, row: dict[str, Any], *, chat_template: bool) -> dict[str, Any]:
+    """A canonical row as TRL's prompt/completion pair (loss on the completion only).
+
+    Text generation uses the tokenizer's chat template when it has one (TRL's
+    conversational format); otherwise our own markers.
+    """
+    messages = row.get("messages") or [
+        {"role": "user", "content": row["input"]}, {"role": "assistant", "content": row["output"]}]
+    *context, answer = messages
+    if task == "text-generation" and chat_template:
+        return {"prompt": context, "completion": [answer]}
+    if "messages" in row:
+        return {"prompt": render_chat(context), "completion": answer["content"].strip()}
+    return {"prompt": prompt_for(task, row["input"]), "completion": row["output"].strip()}
+
+
+def seq2seq_example(task: str, row: dict[str, Any]) -> dict[str, str]:
+    return {"source": prompt_for(task, row["input"], seq2seq=True), "target": row["output"].strip()}

@@ -35,13 +35,16 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
     port = _free_port()
 
-    ray.init(num_cpus=2, namespace="modelforge-tests", log_to_driver=False)
+    context = ray.init(num_cpus=2, namespace="modelforge-tests", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     from deployments.app import AppArgs, build_app
 
     serve.run(build_app(AppArgs()), name="modelforge", route_prefix="/")
+    service = Service(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", home=home,
+                      dashboard_url=f"http://{context.dashboard_url}")
+    service.first_status = service.get("/api/training_status").json()
     try:
-        yield Service(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", home=home)
+        yield service
     finally:
         serve.shutdown()
         ray.shutdown()

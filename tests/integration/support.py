@@ -18,6 +18,10 @@ class Service:
     url: str
     ws_url: str
     home: Path
+    # GET /api/training_status as the fresh service answered it, before any test ran a job.
+    first_status: dict | None = None
+    # The Ray dashboard of this session's cluster (the state API asks it, e.g. for live actors).
+    dashboard_url: str = ""
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=60, **kwargs)

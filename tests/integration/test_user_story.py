@@ -72,7 +72,7 @@ def test_health_and_info(service: Service):
 
 
 def test_status_is_idle_before_any_job(service: Service):
-    status = service.get("/api/training_status").json()
+    status = service.first_status
     assert status["status"] == "idle"
     assert status["progress"] == 0 and status["current_step"] == 0 and status["loss"] is None
 
@@ -190,10 +190,11 @@ def test_playground_generates_deterministically_and_the_adapter_matters(service:
     assert sampled.status_code == 200
 
     # The untrained base, prompted the same way, answers differently.
-    from forge.inference import generate, load_base_model
+    from forge.inference import load_base_model, respond
 
     base = load_base_model("forge/tiny-llama", Path(service.home) / "builtin", "text-generation")
-    base_text = generate(base, PROMPT, max_new_tokens=16, temperature=0, top_p=1.0)["generated_text"]
+    base_text = respond(base, {"prompt": PROMPT, "max_new_tokens": 16, "temperature": 0, "top_p": 1.0})[
+        "generated_text"]
     assert base_text != first["generated_text"]
 
 
@@ -216,7 +217,7 @@ def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, stor
     assert status["model_id"] is None
 
     def train_actors() -> list:
-        alive = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        alive = list_actors(address=service.dashboard_url, filters=[("state", "=", "ALIVE")], limit=1000)
         return [a for a in alive if "RayTrainWorker" in a.class_name or a.class_name == "JobRunner"]
 
     deadline = time.monotonic() + 30

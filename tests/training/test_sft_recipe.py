@@ -42,7 +42,7 @@ def _spec(tmp_path: Path, builtin_dir: Path, **fields) -> JobSpec:
     options, _ = resolve_options(request, Hardware(cpus=2))
     return JobSpec(
         job_id="train_recipe", request=request, options=options, model_source="forge/tiny-llama",
-        dataset_path=str(SAMPLE_DATASET), output_dir=str(tmp_path / "adapter"), builtin_dir=str(builtin_dir),
+        dataset_path=str(SAMPLE_DATASET), dataset_format="pairs", output_dir=str(tmp_path / "adapter"), builtin_dir=str(builtin_dir),
         runs_dir=str(tmp_path / "runs"), manager_name="unused", namespace="unused",
     )
 

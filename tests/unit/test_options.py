@@ -66,7 +66,7 @@ def test_cpu_with_every_substitution():
     options, notes = resolve_options(request, CPU)
     assert options == ResolvedOptions(
         use_gpu=False, compute_specs="low_end", optim="adamw_torch", fp16=False, bf16=False,
-        quantize_4bit=False, quantize_8bit=False, gradient_checkpointing=True,
+        quantize_4bit=False, quantize_8bit=False, bnb_4bit_compute_dtype="float16", gradient_checkpointing=True,
     )
     assert notes == [
         "optim paged_adamw_32bit needs CUDA; using adamw_torch on this CPU-only cluster",
@@ -114,10 +114,10 @@ def test_qlora_with_8bit_quantizes_8bit_only():
     assert notes == []
 
 
-def test_qlora_with_4bit_off_is_unquantized():
-    request = TrainingRequest(**BASE, strategy="qlora", use_4bit=False, compute_specs="mid_range")
+def test_qlora_with_8bit_only_loads_8bit():
+    request = TrainingRequest(**BASE, strategy="qlora", use_4bit=False, use_8bit=True, compute_specs="mid_range")
     options, _ = resolve_options(request, GPU)
-    assert (options.quantize_4bit, options.quantize_8bit) == (False, False)
+    assert (options.quantize_4bit, options.quantize_8bit) == (False, True)
 
 
 def test_compute_specs_detected_when_absent():
@@ -152,3 +152,17 @@ def test_compute_specs_kept_when_given(given):
 def test_gradient_checkpointing_passed_through():
     options, _ = resolve_options(_request(gradient_checkpointing=False, compute_specs="low_end"), CPU)
     assert options.gradient_checkpointing is False
+
+
+def test_qlora_float16_compute_becomes_float32_on_cpu():
+    options, notes = resolve_options(_request(strategy="qlora"), CPU)
+    assert options.quantize_4bit is True and options.bnb_4bit_compute_dtype == "float32"
+    assert "bnb_4bit_compute_dtype float16 needs a GPU; computing in float32" in notes
+
+
+def test_qlora_compute_dtype_kept_on_gpu_and_for_bfloat16():
+    on_gpu, _ = resolve_options(_request(strategy="qlora"), GPU)
+    assert on_gpu.bnb_4bit_compute_dtype == "float16"
+    bf16, notes = resolve_options(_request(strategy="qlora", bnb_4bit_compute_dtype="bfloat16"), CPU)
+    assert bf16.bnb_4bit_compute_dtype == "bfloat16"
+    assert not any("compute_dtype" in n for n in notes)

@@ -54,9 +54,9 @@ def test_creates_parent_directory(tmp_path):
 
 
 def test_dataset_round_trip(registry):
-    first = DatasetRecord(filename="b.jsonl", task="summarization", num_examples=10, size_bytes=2048,
+    first = DatasetRecord(filename="b.jsonl", format="pairs", num_examples=10, size_bytes=2048,
                           uploaded_at="2024-01-01T00:00:00.000000Z")
-    second = DatasetRecord(filename="a.jsonl", task=None, num_examples=3, size_bytes=99,
+    second = DatasetRecord(filename="a.jsonl", format=None, num_examples=3, size_bytes=99,
                            uploaded_at="2024-01-02T00:00:00.000000Z")
     registry.add_dataset(first)
     registry.add_dataset(second)
@@ -241,7 +241,7 @@ def test_add_model_rolls_back_when_size_fails(registry, tmp_path):
 def test_data_survives_reopen(tmp_path):
     db = tmp_path / "registry.db"
     first = Registry(db)
-    dataset = DatasetRecord(filename="d.jsonl", task="text-generation", num_examples=5, size_bytes=10,
+    dataset = DatasetRecord(filename="d.jsonl", format="pairs", num_examples=5, size_bytes=10,
                             uploaded_at="2024-01-01T00:00:00.000000Z")
     first.add_dataset(dataset)
     first.add_job("job-1", REQUEST, "queued")

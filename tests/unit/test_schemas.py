@@ -262,3 +262,35 @@ def test_utc_iso_converts_to_utc():
     text = utc_iso(moment)
     assert text == "2024-03-01T12:30:05.123456Z"
     assert datetime.fromisoformat(text.replace("Z", "+00:00")) == moment
+
+
+# ------------------------------------------------------------- cross-field rules
+
+
+@pytest.mark.parametrize("strategy", ["dpo", "rlhf"])
+@pytest.mark.parametrize("task", ["summarization", "extractive-question-answering"])
+def test_preference_strategies_need_text_generation(task, strategy):
+    with pytest.raises(ValidationError) as caught:
+        TrainingRequest(task=task, model_name="forge/tiny-llama", dataset="d.jsonl", strategy=strategy)
+    message = str(caught.value)
+    assert "text-generation" in message and "task" in message and strategy in message
+
+
+@pytest.mark.parametrize("strategy", ["dpo", "rlhf"])
+def test_preference_strategies_accept_text_generation(strategy):
+    request = TrainingRequest(task="text-generation", model_name="m", dataset="d.jsonl", strategy=strategy)
+    assert request.strategy == strategy
+
+
+def test_qlora_needs_a_quantization():
+    with pytest.raises(ValidationError) as caught:
+        TrainingRequest(task="text-generation", model_name="m", dataset="d.jsonl", strategy="qlora",
+                        use_4bit=False, use_8bit=False)
+    assert "use_4bit or use_8bit" in str(caught.value)
+
+
+def test_generate_request_takes_qa_context_and_question():
+    request = GenerateRequest(model_id=1, prompt="Where?", context="It is in Oslo.", question="Where is it?")
+    assert (request.context, request.question) == ("It is in Oslo.", "Where is it?")
+    with pytest.raises(ValidationError):
+        GenerateRequest(model_id=1, prompt="Where?", context="")

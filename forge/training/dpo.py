@@ -1,0 +1,55 @@
+"""Direct preference optimisation with TRL's DPOTrainer and a LoRA.
+
+No separate reference model: with a PEFT adapter, the adapter-disabled base is
+the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forge.training.common import RecipeContext, RecipeResult, lora_config, loss_metrics, max_length, trainer_arguments
+from forge.training.tasks import causal_prompt
+
+
+def preference_rows(task: str, rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, str]]:
+    """Preference pairs with the prompt formatted as the playground will format it."""
+    return [{"prompt": causal_prompt(task, r["prompt"], tokenizer), "chosen": r["chosen"], "rejected": r["rejected"]}
+            for r in rows]
+
+
+def train_dpo(ctx: RecipeContext) -> RecipeResult:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    req = ctx.request
+    tokenizer = ctx.tokenizer()
+    model = ctx.base_model("causal-lm")
+    train_rows, eval_rows = ctx.examples()
+    train_set = Dataset.from_list(preference_rows(req.task, train_rows, tokenizer))
+    eval_set = Dataset.from_list(preference_rows(req.task, eval_rows, tokenizer)) if eval_rows else None
+    trainer = DPOTrainer(
+        model=model,
+        args=DPOConfig(**trainer_arguments(ctx, has_eval=eval_set is not None), max_length=max_length(ctx)),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=lora_config(ctx, "CAUSAL_LM"),
+    )
+    if ctx.train(trainer):
+        return RecipeResult(stopped=True)
+
+    metrics: dict[str, Any] = loss_metrics(trainer)
+    # TRL names every evaluation's metrics eval_*, whichever pairs it was given.
+    on_train = trainer.evaluate(train_set)
+    metrics["train_reward_accuracy"] = on_train["eval_rewards/accuracies"]
+    metrics["train_reward_margin"] = on_train["eval_rewards/margins"]
+    if eval_set is not None:
+        on_eval = trainer.evaluate()
+        metrics["eval_loss"] = on_eval["eval_loss"]
+        metrics["reward_accuracy"] = on_eval["eval_rewards/accuracies"]
+        metrics["reward_margin"] = on_eval["eval_rewards/margins"]
+    else:  # no held-out pairs: the training pairs are all there is
+        metrics["reward_accuracy"] = metrics["train_reward_accuracy"]
+        metrics["reward_margin"] = metrics["train_reward_margin"]
+    return RecipeResult(model=trainer.model, tokenizer=tokenizer, metrics=metrics, model_kind="causal-lm")

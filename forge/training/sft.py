@@ -1,0 +1,56 @@
+"""Causal-LM fine-tuning with TRL's SFTTrainer and a LoRA (strategies sft and qlora).
+
+Serves text generation, and summarization with a decoder-only model (trained on a
+summarization prompt). Loss is on the completion only.
+"""
+
+from __future__ import annotations
+
+from forge import metrics as task_metrics
+from forge.training.common import (
+    RecipeContext,
+    RecipeResult,
+    lora_config,
+    loss_and_eval_metrics,
+    max_length,
+    perplexity,
+    trainer_arguments,
+)
+from forge.training.generation import generate_texts
+from forge.training.tasks import causal_example
+
+# Summaries generated on the eval split for ROUGE: enough for a few sentences.
+SUMMARY_TOKENS = 48
+
+
+def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    req = ctx.request
+    tokenizer = ctx.tokenizer()
+    model = ctx.base_model("causal-lm")
+    train_rows, eval_rows = ctx.examples()
+    template = bool(getattr(tokenizer, "chat_template", None))
+    to_example = lambda row: causal_example(req.task, row, chat_template=template)  # noqa: E731
+    eval_set = Dataset.from_list([to_example(r) for r in eval_rows]) if eval_rows else None
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(**trainer_arguments(ctx, has_eval=eval_set is not None, groups_by_length=True),
+                       max_length=max_length(ctx), packing=req.packing),
+        train_dataset=Dataset.from_list([to_example(r) for r in train_rows]),
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=lora_config(ctx, "CAUSAL_LM"),
+    )
+    if ctx.train(trainer):
+        return RecipeResult(stopped=True)
+
+    metrics = loss_and_eval_metrics(trainer, has_eval=eval_set is not None)
+    metrics["perplexity"] = perplexity(metrics["eval_loss"])
+    if req.task == "summarization" and eval_rows:
+        trainer.model.eval()
+        prompts = [to_example(r)["prompt"] for r in eval_rows]
+        outputs = generate_texts(trainer.model, tokenizer, prompts, max_new_tokens=SUMMARY_TOKENS)
+        metrics.update(task_metrics.rouge_scores([o.text for o in outputs], [r["output"] for r in eval_rows]))
+    return RecipeResult(model=trainer.model, tokenizer=tokenizer, metrics=metrics, model_kind="causal-lm")
