@@ -5,6 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The unsloth provider runs in its own venv (see envs/unsloth.txt); about 7 GB.
+UNSLOTH_VENV := .venv-unsloth
+UNSLOTH_STAMP := $(UNSLOTH_VENV)/.installed
 
 export RAY_TRAIN_ENABLE_PRINT_PATCH := 0
 
@@ -15,14 +18,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(UNSLOTH_STAMP): envs/unsloth.txt pyproject.toml
+	test -x $(UNSLOTH_VENV)/bin/python || $(PYTHON) -m venv $(UNSLOTH_VENV)
+	$(UNSLOTH_VENV)/bin/pip install --quiet -r envs/unsloth.txt
+	# forge itself, without the core's pins: the workers import the project's recipes.
+	$(UNSLOTH_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $(UNSLOTH_STAMP)
 
-serve: $(STAMP)
+install: $(STAMP) $(UNSLOTH_STAMP)
+
+serve: install
 	@echo "ModelForge API on http://localhost:8000 (Ray dashboard: http://127.0.0.1:8265). Ctrl-C stops everything."
 	$(BIN)/serve run deployments.app:app
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest
 
+# Benchmarks (not tests): each script compares ours with the bare library in one run
+# and records its figures in docs/benchmarks.md.
+bench: install
+	for script in bench/*.py; do $(BIN)/python $$script --write || exit 1; done
+
 clean:
-	rm -rf $(VENV) .forge .pytest_cache
+	rm -rf $(VENV) $(UNSLOTH_VENV) .forge .pytest_cache

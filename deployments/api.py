@@ -43,6 +43,7 @@ from forge.schemas import (
 )
 from forge.settings import Settings
 from forge.storage import Storage
+from forge.unsloth_env import ProviderStatus
 
 _UPLOAD_CHUNK = 1024 * 1024
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 500, 503)}
@@ -78,6 +79,8 @@ class ApiIngress:
         self.storage = Storage(settings)
         self.storage.ensure_dirs()
         self.manager = get_or_create_manager(settings)
+        # Start the (slow) unsloth environment probe now, so /api/info answers quickly later.
+        self.manager.unsloth_status.remote()
 
     # ---------------------------------------------------------------- system
 
@@ -87,9 +90,11 @@ class ApiIngress:
 
     @app.get("/api/info", response_model=InfoResponse)
     async def info(self) -> InfoResponse:
+        status = await self.manager.provider_status.remote()
+        unsloth = ProviderStatus.model_validate(status["unsloth"])
         return InfoResponse(
             providers=list(PROVIDERS), strategies=list(STRATEGIES), tasks=list(TASKS),
-            supported=capabilities.supported_combinations(),
+            supported=capabilities.supported_combinations(unsloth), provider_status=status,
         )
 
     # -------------------------------------------------------------- datasets

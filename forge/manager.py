@@ -32,9 +32,12 @@ from forge.storage import Storage
 from forge.training.options import Hardware, resolve_options
 from forge.training.runner import RUNNER_ENV, JobRunner
 from forge.training.spec import JobSpec
+from forge.unsloth_env import ProviderStatus, probe_unsloth
 
 log = logging.getLogger(__name__)
 
+# For requests that do not use unsloth: its probe is not worth waiting for.
+_UNSLOTH_NOT_ASKED = ProviderStatus(available=False, detail="not probed")
 _FORMAT_FIELDS_HINT = (
     "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer"
 )
@@ -60,6 +63,7 @@ class TrainingManager:
         self.registry = Registry(self.storage.database)
         self.feed = ChangeFeed()
         self.active: dict[str, ActiveJob] = {}
+        self._unsloth_probe: Optional[asyncio.Task] = None
         self._mark_orphans_interrupted()
 
     def _mark_orphans_interrupted(self) -> None:
@@ -74,6 +78,17 @@ class TrainingManager:
 
     async def ready(self) -> bool:
         return True
+
+    async def unsloth_status(self) -> ProviderStatus:
+        """Whether the unsloth venv imports, probed once (importing unsloth takes seconds)."""
+        if self._unsloth_probe is None:
+            self._unsloth_probe = asyncio.get_running_loop().create_task(
+                probe_unsloth(self.settings.unsloth_python))
+        return await asyncio.shield(self._unsloth_probe)
+
+    async def provider_status(self) -> dict[str, Any]:
+        return {"huggingface": {"available": True, "detail": "transformers + PEFT + TRL"},
+                "unsloth": (await self.unsloth_status()).model_dump()}
 
     # -------------------------------------------------------------- datasets
 
@@ -112,7 +127,8 @@ class TrainingManager:
 
     async def start_training(self, body: dict[str, Any]) -> dict[str, Any]:
         request = TrainingRequest.model_validate(body)
-        capabilities.check_supported(request)
+        capabilities.check_supported(request, await self.unsloth_status() if request.provider == "unsloth"
+                                     else _UNSLOTH_NOT_ASKED)
         self._check_capacity()
         dataset_path, dataset_format = await self._resolve_dataset(request)
         model_source = await asyncio.to_thread(resolve_model_source, request.model_name)
@@ -122,6 +138,9 @@ class TrainingManager:
                 f"num_workers={request.num_workers} needs {request.num_workers} CPUs; the cluster has {hardware.cpus:g}"
             )
         options, notes = resolve_options(request, hardware)
+        if request.provider == "unsloth" and not hardware.has_gpu:
+            notes.append("provider unsloth without a GPU runs Unsloth's CPU backend (it uses fused AdamW and "
+                         "turns packing off)")
 
         self._check_capacity()  # again: other requests may have started a job while we awaited
         job_id = f"train_{secrets.token_hex(6)}"
@@ -178,7 +197,7 @@ class TrainingManager:
         try:
             self._update(job_id, status="starting", message="; ".join(job.notes) or "Starting Ray Train workers")
             job.runner = JobRunner.options(
-                name=f"runner-{job_id}", namespace=RAY_NAMESPACE, runtime_env={"env_vars": RUNNER_ENV}
+                name=f"runner-{job_id}", namespace=RAY_NAMESPACE, runtime_env=self._runtime_env(job.spec)
             ).remote()
             outcome = await job.runner.run.remote(job.spec.model_dump(mode="json"))
             if job.stop_requested or outcome.get("stopped"):
@@ -197,6 +216,12 @@ class TrainingManager:
                 ray.kill(job.runner, no_restart=True)
             self.storage.remove_tree(self.storage.staging_dir(job_id))
             self.active.pop(job_id, None)
+
+    def _runtime_env(self, spec: JobSpec) -> dict[str, Any]:
+        """The runner's environment; Ray Train's controller and workers inherit it."""
+        if spec.request.provider == "unsloth":
+            return {"py_executable": str(self.settings.unsloth_python), "env_vars": RUNNER_ENV}
+        return {"env_vars": RUNNER_ENV}
 
     def _register_model(self, job: ActiveJob, metrics: dict[str, Any]) -> ModelRecord:
         assert job.spec is not None

@@ -272,6 +272,9 @@ class InfoResponse(BaseModel):
     supported: list[dict[str, str]] = Field(
         default_factory=list, description="(task, strategy, provider) combinations this service trains."
     )
+    provider_status: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per provider: available, and why (or why not)."
+    )
 
 
 class HealthResponse(BaseModel):

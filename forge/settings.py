@@ -14,6 +14,8 @@ from typing import Optional
 from pydantic import BaseModel, Field, SecretStr
 
 MANAGER_NAME = "training_manager"
+# The unsloth provider's venv, built by `make install` next to the project.
+DEFAULT_UNSLOTH_PYTHON = Path(__file__).resolve().parents[1] / ".venv-unsloth" / "bin" / "python"
 # A fixed namespace: `serve run`, `serve deploy` and scripts each put replicas in a
 # different namespace, and all of them must find the one manager.
 RAY_NAMESPACE = "modelforge"
@@ -30,6 +32,11 @@ class Settings(BaseModel):
     api_key: Optional[SecretStr] = Field(None, description="FORGE_API_KEY: when set, routes need a bearer token.")
     trust_remote_code: bool = Field(False, description="FORGE_TRUST_REMOTE_CODE: allow custom model code.")
     stop_grace_s: float = Field(20.0, gt=0, description="FORGE_STOP_GRACE_S: cooperative stop before a hard kill.")
+    unsloth_python: Path = Field(
+        DEFAULT_UNSLOTH_PYTHON,
+        description="FORGE_UNSLOTH_PYTHON: interpreter of the unsloth provider's venv (on a cluster: a path "
+        "present on every node).",
+    )
 
     @classmethod
     def from_env(cls, environ: Optional[dict[str, str]] = None) -> "Settings":
@@ -46,5 +53,7 @@ class Settings(BaseModel):
             values["api_key"] = env["FORGE_API_KEY"]
         if "FORGE_STOP_GRACE_S" in env:
             values["stop_grace_s"] = env["FORGE_STOP_GRACE_S"]
+        if env.get("FORGE_UNSLOTH_PYTHON"):
+            values["unsloth_python"] = Path(env["FORGE_UNSLOTH_PYTHON"]).expanduser()
         values["trust_remote_code"] = env.get("FORGE_TRUST_REMOTE_CODE", "0").lower() in {"1", "true", "yes"}
         return cls(**values)

@@ -27,6 +27,8 @@ class RecipeContext:
     link: JobLink
     is_main: bool
     scratch: Path
+    # Seconds spent inside trainer.train() (all stages), without loading and evaluation.
+    train_seconds: float = 0.0
 
     @property
     def request(self):
@@ -57,6 +59,18 @@ class RecipeContext:
             **model_kwargs,
         )
 
+    def trainable_causal_lm(self) -> tuple[Any, Any, Any]:
+        """(model, tokenizer, peft_config) for a causal-LM trainer, by provider.
+
+        huggingface: the (quantized) base plus a LoRA config for the trainer to apply;
+        unsloth: FastLanguageModel's model, already LoRA-wrapped, so no config.
+        """
+        if self.request.provider == "unsloth":
+            from forge.training.unsloth_worker import load_for_training
+
+            return (*load_for_training(self), None)
+        return self.base_model("causal-lm"), self.tokenizer(), lora_config(self, "CAUSAL_LM")
+
     def examples(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Canonical rows of the dataset, split into (train, eval) by `eval_split`."""
         rows = list(read_examples(Path(self.spec.dataset_path), self.spec.dataset_format))
@@ -73,7 +87,8 @@ class RecipeContext:
         trainer.add_callback(progress)
         # Progress goes to the manager; the console printer only adds log noise.
         trainer.remove_callback(PrinterCallback)
-        trainer.train()
+        output = trainer.train()
+        self.train_seconds += float(output.metrics.get("train_runtime", 0.0))
         return progress.stopped
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forge.training.common import RecipeContext, RecipeResult, lora_config, loss_metrics, max_length, trainer_arguments
+from forge.training.common import RecipeContext, RecipeResult, loss_metrics, max_length, trainer_arguments
 from forge.training.tasks import causal_prompt
 
 
@@ -23,8 +23,7 @@ def train_dpo(ctx: RecipeContext) -> RecipeResult:
     from trl import DPOConfig, DPOTrainer
 
     req = ctx.request
-    tokenizer = ctx.tokenizer()
-    model = ctx.base_model("causal-lm")
+    model, tokenizer, peft_config = ctx.trainable_causal_lm()
     train_rows, eval_rows = ctx.examples()
     train_set = Dataset.from_list(preference_rows(req.task, train_rows, tokenizer))
     eval_set = Dataset.from_list(preference_rows(req.task, eval_rows, tokenizer)) if eval_rows else None
@@ -34,7 +33,7 @@ def train_dpo(ctx: RecipeContext) -> RecipeResult:
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,
-        peft_config=lora_config(ctx, "CAUSAL_LM"),
+        peft_config=peft_config,
     )
     if ctx.train(trainer):
         return RecipeResult(stopped=True)
@@ -52,4 +51,8 @@ def train_dpo(ctx: RecipeContext) -> RecipeResult:
     else:  # no held-out pairs: the training pairs are all there is
         metrics["reward_accuracy"] = metrics["train_reward_accuracy"]
         metrics["reward_margin"] = metrics["train_reward_margin"]
+    if "ref" in getattr(trainer.model, "peft_config", {}):
+        # Given a model that is already a PeftModel (provider unsloth), DPOTrainer keeps a frozen
+        # copy of the initial adapter as the reference; it is no part of the trained model.
+        trainer.model.delete_adapter("ref")
     return RecipeResult(model=trainer.model, tokenizer=tokenizer, metrics=metrics, model_kind="causal-lm")

@@ -24,11 +24,15 @@ class JobRunner:
         from ray.train.torch import TorchTrainer
 
         from forge.training.spec import JobSpec
-        from forge.training.worker import train_worker
 
         job = JobSpec.model_validate(spec)
+        if job.request.provider == "unsloth":
+            # Runs in the unsloth venv (this runner's runtime_env); its entry imports unsloth first.
+            from forge.training.unsloth_worker import train_worker_unsloth as train_loop
+        else:
+            from forge.training.worker import train_worker as train_loop
         trainer = TorchTrainer(
-            train_worker,
+            train_loop,
             train_loop_config=spec,
             scaling_config=ScalingConfig(num_workers=job.request.num_workers, use_gpu=job.options.use_gpu),
             run_config=RunConfig(

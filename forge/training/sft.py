@@ -10,7 +10,6 @@ from forge import metrics as task_metrics
 from forge.training.common import (
     RecipeContext,
     RecipeResult,
-    lora_config,
     loss_and_eval_metrics,
     max_length,
     perplexity,
@@ -28,8 +27,7 @@ def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
     from trl import SFTConfig, SFTTrainer
 
     req = ctx.request
-    tokenizer = ctx.tokenizer()
-    model = ctx.base_model("causal-lm")
+    model, tokenizer, peft_config = ctx.trainable_causal_lm()
     train_rows, eval_rows = ctx.examples()
     template = bool(getattr(tokenizer, "chat_template", None))
     to_example = lambda row: causal_example(req.task, row, chat_template=template)  # noqa: E731
@@ -41,7 +39,7 @@ def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
         train_dataset=Dataset.from_list([to_example(r) for r in train_rows]),
         eval_dataset=eval_set,
         processing_class=tokenizer,
-        peft_config=lora_config(ctx, "CAUSAL_LM"),
+        peft_config=peft_config,
     )
     if ctx.train(trainer):
         return RecipeResult(stopped=True)

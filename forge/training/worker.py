@@ -77,10 +77,12 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool) -> dict[str, An
     recipe = pick_recipe(spec)
     with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-") as scratch:
         started = time.monotonic()
-        result = recipe(RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch)))
+        context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch))
+        result = recipe(context)
         if result.stopped:
             return {"stopped": True}
-        metrics = {**result.metrics, "train_runtime_s": round(time.monotonic() - started, 3)}
+        metrics = {**result.metrics, "train_runtime_s": round(time.monotonic() - started, 3),
+                   "train_loop_s": round(context.train_seconds, 3)}
         if is_main:
             if metrics.get("eval_loss") is not None:
                 link.progress({"eval_loss": metrics["eval_loss"]})
@@ -90,6 +92,8 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool) -> dict[str, An
 
 def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any]) -> None:
     """Write adapter, tokenizer and forge.json to spec.output_dir, atomically."""
+    import sys
+
     import peft
     import transformers
     import trl
@@ -111,7 +115,10 @@ def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any]) -> 
         "request": spec.request.model_dump(mode="json"),
         "options": spec.options.model_dump(mode="json"),
         "metrics": metrics,
-        "versions": {"transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__},
+        "versions": {"transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__,
+                     "unsloth": getattr(sys.modules.get("unsloth"), "__version__", None)},
+        # Which libraries this training process had loaded: provider huggingface never loads unsloth.
+        "unsloth_imported": "unsloth" in sys.modules,
     }
     (partial / "forge.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(final, ignore_errors=True)

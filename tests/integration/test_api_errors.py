@@ -79,12 +79,6 @@ def test_hub_model_that_cannot_be_fetched_is_400(service: Service, dataset: str)
     assert "nobody-here/no-such-model" in body["detail"]
 
 
-@pytest.mark.parametrize("fields", [{"provider": "unsloth"}, {"provider": "unsloth", "strategy": "qlora"}])
-def test_not_yet_supported_combination_is_400(service: Service, dataset: str, fields: dict):
-    body = assert_error_shape(service.start(dataset=dataset, **fields), 400)
-    assert "not yet supported" in body["detail"]
-
-
 def test_invalid_upload_is_400_with_validation_and_leaves_nothing(service: Service, tmp_path: Path):
     before = _datasets_dir_listing(service)
     bad = tmp_path / "bad.jsonl"
