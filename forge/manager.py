@@ -225,7 +225,7 @@ class TrainingManager:
 
     def _register_model(self, job: ActiveJob, metrics: dict[str, Any]) -> ModelRecord:
         assert job.spec is not None
-        request, options = job.spec.request, job.spec.options
+        request = job.spec.request
         staging = Path(job.spec.output_dir)
         if not (staging / "forge.json").is_file():
             raise RuntimeError("the run finished without writing an adapter")
@@ -247,23 +247,7 @@ class TrainingManager:
             strategy=request.strategy,
             job_id=job.record.job_id,
             metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None},
-            training_params={
-                "num_epochs": request.num_train_epochs,
-                "batch_size": request.per_device_train_batch_size,
-                "learning_rate": request.learning_rate,
-                "gradient_accumulation_steps": request.gradient_accumulation_steps,
-                "max_steps": request.max_steps,
-                "lora_r": request.lora_r,
-                "lora_alpha": request.lora_alpha,
-                "lora_dropout": request.lora_dropout,
-                "optim": options.optim,
-                "lr_scheduler_type": request.lr_scheduler_type,
-                "warmup_ratio": request.warmup_ratio,
-                "max_seq_length": request.max_seq_length,
-                "eval_split": request.eval_split,
-                "num_workers": request.num_workers,
-                "dataset": request.dataset,
-            },
+            training_params=job.spec.training_params(),
         )
 
     # -------------------------------------------------------------- progress

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 from forge.schemas import TrainingRequest
@@ -21,3 +23,24 @@ class JobSpec(BaseModel):
     manager_name: str
     namespace: str
     trust_remote_code: bool = False
+
+    def training_params(self) -> dict[str, Any]:
+        """The hyperparameters a model's registry entry shows (`num_epochs`, `batch_size`, ... as used)."""
+        req = self.request
+        return {
+            "num_epochs": req.num_train_epochs,
+            "batch_size": req.per_device_train_batch_size,
+            "learning_rate": req.learning_rate,
+            "gradient_accumulation_steps": req.gradient_accumulation_steps,
+            "max_steps": req.max_steps,
+            "lora_r": req.lora_r,
+            "lora_alpha": req.lora_alpha,
+            "lora_dropout": req.lora_dropout,
+            "optim": self.options.optim,
+            "lr_scheduler_type": req.lr_scheduler_type,
+            "warmup_ratio": req.warmup_ratio,
+            "max_seq_length": req.max_seq_length,
+            "eval_split": req.eval_split,
+            "num_workers": req.num_workers,
+            "dataset": req.dataset,
+        }
