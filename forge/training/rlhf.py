@@ -4,7 +4,8 @@ optimisation of the causal LM against it.
 Stage 1: TRL's RewardTrainer fits a LoRA sequence-classification head on the same
 base as the policy (prompt/chosen/rejected). Stage 2: TRL's GRPOTrainer samples
 completions from a LoRA policy and scores them with the merged reward model.
-The policy's mean reward on held-out prompts is measured before and after.
+The mean reward of the policy's sampled answers to held-out prompts is measured
+before and after the policy stage.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from forge.training.common import RecipeContext, RecipeResult, logged, lora_config, max_length, trainer_arguments
+from forge.training.common import SEED, RecipeContext, RecipeResult, logged, lora_config, max_length, trainer_arguments
 from forge.training.dpo import preference_rows
 from forge.training.generation import generate_texts
 
 # Completions sampled per prompt in each policy step; GRPO's advantages are relative within a group.
 GROUP_SIZE = 4
+# Sampling temperature of the policy stage (TRL's default) and of the before/after measurement.
+SAMPLING_TEMPERATURE = 1.0
 COMPLETION_TOKENS = 32
 # Held-out prompts scored before and after the policy stage.
 SCORED_PROMPTS = 16
@@ -45,9 +48,15 @@ def _score(reward_model: Any, tokenizer: Any, prompts: list[str], completions: l
 
 
 def _mean_policy_reward(policy: Any, reward_model: Any, tokenizer: Any, prompts: list[str]) -> float:
+    """Mean reward of the policy's sampled answers, drawn as GRPO draws them (same seed each time)."""
+    import torch
+
     policy.eval()
-    outputs = generate_texts(policy, tokenizer, prompts, max_new_tokens=COMPLETION_TOKENS)
-    scores = _score(reward_model, tokenizer, prompts, [o.text for o in outputs])
+    torch.manual_seed(SEED)
+    repeated = [p for p in prompts for _ in range(GROUP_SIZE)]
+    outputs = generate_texts(policy, tokenizer, repeated, max_new_tokens=COMPLETION_TOKENS,
+                             temperature=SAMPLING_TEMPERATURE)
+    scores = _score(reward_model, tokenizer, repeated, [o.text for o in outputs])
     return sum(scores) / len(scores)
 
 
@@ -99,6 +108,7 @@ def train_rlhf(ctx: RecipeContext) -> RecipeResult:
             **trainer_arguments(ctx, has_eval=False,
                                 per_device_train_batch_size=GROUP_SIZE * req.per_device_train_batch_size),
             num_generations=GROUP_SIZE,
+            temperature=SAMPLING_TEMPERATURE,
             max_completion_length=COMPLETION_TOKENS,
         ),
         train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
