@@ -98,6 +98,27 @@ def test_invalid_upload_is_400_with_validation_and_leaves_nothing(service: Servi
     assert "bad.jsonl" not in [d["filename"] for d in service.get("/api/datasets").json()["datasets"]]
 
 
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "at least 10"),
+        (bytes(range(256)) * 64, "not valid UTF-8"),
+        (json.dumps([{"input": "a", "output": "b"}] * 20).encode(), "expected a JSON object, got array"),
+        (b"\n".join([json.dumps({"input": "q", "output": "a"}).encode()] * 12 + [b"caf\xe9"]), "not valid UTF-8"),
+    ],
+    ids=["empty", "binary", "json-array", "latin-1-line"],
+)
+def test_hostile_upload_is_400_and_leaves_nothing(service: Service, tmp_path: Path, content: bytes, expected: str):
+    before = _datasets_dir_listing(service)
+    upload = tmp_path / "hostile.jsonl"
+    upload.write_bytes(content)
+    body = assert_error_shape(service.upload(upload), 400)
+    assert body["validation"]["valid"] is False
+    assert expected in json.dumps(body["validation"])
+    assert _datasets_dir_listing(service) == before
+    assert service.get("/api/health").status_code == 200
+
+
 def test_too_few_examples_is_400(service: Service, tmp_path: Path):
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(json.dumps({"input": "a", "output": "b"}) for _ in range(3)) + "\n")

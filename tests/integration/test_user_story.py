@@ -189,6 +189,13 @@ def test_playground_generates_deterministically_and_the_adapter_matters(service:
     sampled = service.post("/api/playground/generate", json={**body, "temperature": 0.9, "top_p": 0.95})
     assert sampled.status_code == 200
 
+    # A prompt longer than the model's context keeps its end and says so.
+    long_prompt = " ".join(["What is 3 plus 4?"] * 400)
+    truncated = service.post("/api/playground/generate", json={**body, "prompt": long_prompt})
+    assert truncated.status_code == 200, truncated.text
+    assert truncated.json()["prompt_truncated"] is True
+    assert first["prompt_truncated"] is False
+
     # The untrained base, prompted the same way, answers differently.
     from forge.inference import load_base_model, respond
 
