@@ -76,9 +76,6 @@ class TrainingManager:
             )
             self.registry.add_event(job.job_id, "interrupted", "the service stopped while this job was running")
 
-    async def ready(self) -> bool:
-        return True
-
     async def unsloth_status(self) -> ProviderStatus:
         """Whether the unsloth venv imports, probed once (importing unsloth takes seconds)."""
         if self._unsloth_probe is None:

@@ -99,9 +99,3 @@ def load_model(
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model
 
-
-def load_causal_lm(model_source: str, builtin_dir: Path, *, trust_remote_code: bool = False):
-    """Base causal LM and tokenizer, unquantized (playground and tests)."""
-    tokenizer = load_tokenizer(model_source, builtin_dir, trust_remote_code=trust_remote_code)
-    model = load_model("causal-lm", model_source, builtin_dir, trust_remote_code=trust_remote_code)
-    return model, tokenizer
