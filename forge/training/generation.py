@@ -40,10 +40,11 @@ def generate_texts(
     sampling: dict[str, Any] = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     )
+    budget = limit if seq2seq else max(1, limit - max_new_tokens)
+    special = set(tokenizer.all_special_ids)
     results = []
     for prompt in prompts:
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-        budget = limit if seq2seq else max(1, limit - max_new_tokens)
         truncated = ids.shape[1] > budget
         if truncated:
             ids = ids[:, -budget:]
@@ -58,7 +59,6 @@ def generate_texts(
                 **sampling,
             )
         new = output[0] if seq2seq else output[0, ids.shape[1]:]
-        special = set(tokenizer.all_special_ids)
         kept = [t for t in new.tolist() if t not in special]
         results.append(Generated(tokenizer.decode(kept, skip_special_tokens=True), len(kept), truncated))
     return results
