@@ -48,6 +48,8 @@ def child(provider: str, steps: int, builtin_dir: str) -> None:
         def stop_requested(self) -> bool:
             return False
 
+        def event(self, kind: str, data: dict) -> None: ...
+
     request = TrainingRequest(**REQUEST, provider=provider, max_steps=steps)
     options, _ = resolve_options(request, Hardware(cpus=os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as out:

@@ -166,6 +166,11 @@ class ApiIngress:
     async def stop_training(self, job_id: Optional[str] = Query(None)) -> StopTrainingResponse:
         return StopTrainingResponse(**await self.manager.stop_training.remote(job_id))
 
+    @app.post("/api/jobs/{job_id}/resume", response_model=StartTrainingResponse)
+    async def resume_training(self, job_id: str) -> StartTrainingResponse:
+        """Continue an interrupted, stopped or failed job from its latest checkpoint (same job id)."""
+        return StartTrainingResponse(**await self.manager.resume_training.remote(job_id))
+
     @app.get("/api/jobs/{job_id}/events")
     async def job_events(self, job_id: str) -> dict[str, Any]:
         return {"job_id": job_id, "events": await self.manager.job_events.remote(job_id)}

@@ -60,3 +60,13 @@ class PayloadTooLarge(ForgeError):
 class ServiceUnavailable(ForgeError):
     status_code = 503
     error = "Service unavailable"
+
+
+def one_line(error: BaseException) -> str:
+    """One line a user can act on, without a stack trace."""
+    cause: BaseException = error
+    while getattr(cause, "cause", None) is not None and cause is not getattr(cause, "cause"):
+        cause = cause.cause  # RayTaskError wraps the worker's exception
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(cause).__name__
+    return text[:300]

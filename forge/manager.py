@@ -22,14 +22,15 @@ import ray
 
 from forge import capabilities
 from forge.datasets import formats_for, sanitize_filename, validate_jsonl, versioned_name
-from forge.errors import BadRequest, Conflict, NotFound
+from forge.errors import BadRequest, Conflict, NotFound, one_line
 from forge.feed import ChangeFeed
 from forge.registry import DatasetRecord, JobRecord, ModelRecord, Registry
 from forge.schemas import ACTIVE_STATUSES, TrainingRequest, TrainingStatus, ValidationReport, utc_iso
 from forge.settings import MANAGER_NAME, RAY_NAMESPACE, Settings
 from forge.sources import resolve_dataset_path, resolve_model_source
 from forge.storage import Storage
-from forge.training.options import Hardware, resolve_options
+from forge.training.checkpoints import list_checkpoints
+from forge.training.options import Hardware, ResolvedOptions, resolve_options
 from forge.training.runner import RUNNER_ENV, JobRunner
 from forge.training.spec import JobSpec
 from forge.unsloth_env import ProviderStatus, probe_unsloth
@@ -41,8 +42,20 @@ _UNSLOTH_NOT_ASKED = ProviderStatus(available=False, detail="not probed")
 _FORMAT_FIELDS_HINT = (
     "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer"
 )
+# A job in one of these states can be continued with POST /api/jobs/{job_id}/resume.
+RESUMABLE_STATUSES = frozenset({"interrupted", "stopped", "failed"})
 # Fields of a progress update a worker may set.
 _PROGRESS_FIELDS = ("current_step", "total_steps", "current_epoch", "loss", "learning_rate", "eval_loss")
+
+
+@dataclass
+class _PreparedJob:
+    request: TrainingRequest
+    options: ResolvedOptions
+    notes: list[str]
+    model_source: str
+    dataset_path: Path
+    dataset_format: str
 
 
 @dataclass
@@ -53,6 +66,10 @@ class ActiveJob:
     task: Optional[asyncio.Task] = None
     stop_requested: bool = False
     notes: list[str] = field(default_factory=list)
+    # How many times a worker group started for this launch: more than once means Ray Train restarted it.
+    worker_starts: int = 0
+    # The error a worker raised, as it reported it: such a job fails at once instead of restarting.
+    failure: Optional[str] = None
 
 
 class TrainingManager:
@@ -70,11 +87,12 @@ class TrainingManager:
         # Jobs that were active in a previous life of this actor lost their
         # runner with it (runners are owned by the manager).
         for job in self.registry.jobs_with_status(set(ACTIVE_STATUSES)):
-            self.registry.update_job(
-                job.job_id, status="interrupted", finished_at=utc_iso(),
-                message="the service stopped while this job was running",
-            )
-            self.registry.add_event(job.job_id, "interrupted", "the service stopped while this job was running")
+            checkpoint = self._latest_checkpoint_step(job.job_id)
+            message = "the service stopped while this job was running; " + (
+                f"its checkpoint at step {checkpoint} is kept: POST /api/jobs/{job.job_id}/resume continues it"
+                if checkpoint is not None else "it had no checkpoint yet: resuming starts it over")
+            self.registry.update_job(job.job_id, status="interrupted", finished_at=utc_iso(), message=message)
+            self.registry.add_event(job.job_id, "interrupted", message)
 
     async def unsloth_status(self) -> ProviderStatus:
         """Whether the unsloth venv imports, probed once (importing unsloth takes seconds)."""
@@ -124,6 +142,38 @@ class TrainingManager:
 
     async def start_training(self, body: dict[str, Any]) -> dict[str, Any]:
         request = TrainingRequest.model_validate(body)
+        prepared = await self._prepare(request)
+        self._check_capacity()  # again: other requests may have started a job while we awaited
+        job_id = f"train_{secrets.token_hex(6)}"
+        record = self.registry.add_job(job_id, request.model_dump(mode="json"), status="queued")
+        self._launch(record, prepared)
+        message = "Training started successfully"
+        if prepared.notes:
+            message += "; " + "; ".join(prepared.notes)
+        return {"status": "started", "job_id": job_id, "message": message}
+
+    async def resume_training(self, job_id: str) -> dict[str, Any]:
+        """Continue an interrupted, stopped or failed job from its latest checkpoint, under the same id."""
+        record = self.registry.get_job(job_id)
+        if record is None:
+            raise NotFound(f"job {job_id!r} does not exist")
+        if job_id in self.active or record.status not in RESUMABLE_STATUSES:
+            raise Conflict(f"job {job_id!r} is {record.status}; only {', '.join(sorted(RESUMABLE_STATUSES))} "
+                           "jobs can be resumed")
+        prepared = await self._prepare(TrainingRequest.model_validate(record.request))
+        self._check_capacity()
+        if job_id in self.active:
+            raise Conflict(f"job {job_id!r} is already being resumed")
+        checkpoint = self._latest_checkpoint_step(job_id)
+        where = f"from its checkpoint at step {checkpoint}" if checkpoint is not None else (
+            "from step 0 (it has no checkpoint)")
+        self.registry.add_event(job_id, "resume", f"resume requested; continuing {where}")
+        self.registry.update_job(job_id, status="queued", finished_at=None, message=f"Resuming {where}")
+        self._launch(self.registry.get_job(job_id), prepared)
+        return {"status": "started", "job_id": job_id, "message": f"Training resumed {where}"}
+
+    async def _prepare(self, request: TrainingRequest) -> _PreparedJob:
+        """Everything a job needs that can be refused with a 4xx, checked before anything is written."""
         capabilities.check_supported(request, await self.unsloth_status() if request.provider == "unsloth"
                                      else _UNSLOTH_NOT_ASKED)
         self._check_capacity()
@@ -138,28 +188,30 @@ class TrainingManager:
         if request.provider == "unsloth" and not hardware.has_gpu:
             notes.append("provider unsloth without a GPU runs Unsloth's CPU backend (it uses fused AdamW and "
                          "turns packing off)")
+        return _PreparedJob(request=request, options=options, notes=notes, model_source=model_source,
+                            dataset_path=dataset_path, dataset_format=dataset_format)
 
-        self._check_capacity()  # again: other requests may have started a job while we awaited
-        job_id = f"train_{secrets.token_hex(6)}"
-        record = self.registry.add_job(job_id, request.model_dump(mode="json"), status="queued")
-        job = ActiveJob(record=record, notes=notes)
+    def _launch(self, record: JobRecord, prepared: _PreparedJob) -> None:
+        job_id = record.job_id
+        job = ActiveJob(record=record, notes=prepared.notes)
         job.spec = JobSpec(
-            job_id=job_id, request=request, options=options, model_source=model_source,
-            dataset_path=str(dataset_path), dataset_format=dataset_format,
+            job_id=job_id, request=prepared.request, options=prepared.options, model_source=prepared.model_source,
+            dataset_path=str(prepared.dataset_path), dataset_format=prepared.dataset_format,
             output_dir=str(self.storage.staging_dir(job_id)),
             builtin_dir=str(self.storage.builtin_dir), runs_dir=str(self.storage.runs_dir),
-            manager_name=MANAGER_NAME, namespace=RAY_NAMESPACE,
+            manager_name=ray.get_runtime_context().get_actor_name() or MANAGER_NAME, namespace=RAY_NAMESPACE,
             trust_remote_code=self.settings.trust_remote_code,
+            max_failures=self.settings.max_worker_failures,
         )
         self.active[job_id] = job
-        for note in notes:
+        for note in prepared.notes:
             self.registry.add_event(job_id, "substitution", note)
         self._publish(job_id)
         job.task = asyncio.get_running_loop().create_task(self._run(job))
-        message = "Training started successfully"
-        if notes:
-            message += "; " + "; ".join(notes)
-        return {"status": "started", "job_id": job_id, "message": message}
+
+    def _latest_checkpoint_step(self, job_id: str) -> Optional[int]:
+        found = list_checkpoints(self.storage.run_dir(job_id))
+        return found[-1][1] if found else None
 
     async def _resolve_dataset(self, request: TrainingRequest) -> tuple[Path, str]:
         """The dataset's path and row format, checked against what the job trains."""
@@ -202,12 +254,14 @@ class TrainingManager:
             else:
                 model = self._register_model(job, outcome.get("metrics", {}))
                 self._finish(job_id, "completed", "Training completed", model_id=model.id, progress=100.0)
+                # The model is registered; its checkpoints have nothing left to resume.
+                self.storage.remove_tree(self.storage.run_dir(job_id))
         except Exception as error:  # the job fails; the manager lives on
             if job.stop_requested:
                 self._finish(job_id, "stopped", "Training stopped by request")
             else:
                 log.exception("job %s failed", job_id)
-                self._finish(job_id, "failed", f"Training failed: {_summarise(error)}")
+                self._finish(job_id, "failed", f"Training failed: {job.failure or one_line(error)}")
         finally:
             if job.runner is not None:
                 ray.kill(job.runner, no_restart=True)
@@ -272,6 +326,31 @@ class TrainingManager:
             self.registry.add_metrics(job_id, step, {"eval_loss": update["eval_loss"]})
         if changes:
             self._update(job_id, **changes)
+
+    async def record_worker_event(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
+        job = self.active.get(job_id)
+        if job is None:
+            return
+        if kind == "error" and job.failure is None:
+            # An exception in the training code fails the same way on every attempt:
+            # restarting the workers (meant for lost processes and nodes) would only repeat it.
+            job.failure = str(data.get("message") or "a training worker raised an error")
+            if job.runner is not None:
+                ray.kill(job.runner, no_restart=True)
+        elif kind == "checkpoint":
+            self.registry.add_event(job_id, "checkpoint", f"checkpoint saved at step {data.get('step')}")
+        elif kind == "workers_started":
+            job.worker_starts += 1
+            resumed = data.get("resumed_step")
+            where = f"from the checkpoint at step {resumed}" if resumed is not None else "from step 0"
+            if job.worker_starts > 1:
+                assert job.spec is not None
+                self.registry.add_event(
+                    job_id, "restart",
+                    f"a training worker failed; Ray Train restarted the worker group (restart "
+                    f"{job.worker_starts - 1} of at most {job.spec.max_failures}), continuing {where}")
+            elif resumed is not None:
+                self.registry.add_event(job_id, "resume", f"workers started, continuing {where}")
 
     async def stop_requested(self, job_id: str) -> bool:
         job = self.active.get(job_id)
@@ -374,16 +453,6 @@ class TrainingManager:
         # Row first: a crash between the two leaves stray files, never a model without files.
         self.registry.delete_model(model_id)
         self.storage.remove_tree(Path(model.path))
-
-
-def _summarise(error: BaseException) -> str:
-    """One line a user can act on, without a stack trace."""
-    cause: BaseException = error
-    while getattr(cause, "cause", None) is not None and cause is not getattr(cause, "cause"):
-        cause = cause.cause  # RayTaskError wraps the worker's exception
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    text = lines[-1] if lines else type(cause).__name__
-    return text[:300]
 
 
 def get_or_create_manager(settings: Settings):

@@ -86,6 +86,10 @@ class TrainingRequest(_Request):
     max_seq_length: Optional[int] = Field(None, ge=16, description="Token limit per example; null picks one.")
     eval_split: float = Field(0.2, ge=0, lt=1, description="Fraction of the dataset held out for evaluation.")
     eval_steps: int = Field(100, ge=1)
+    save_steps: Optional[int] = Field(
+        None, ge=1, description="Checkpoint every this many optimizer steps; null: three times per epoch."
+    )
+    save_total_limit: int = Field(2, ge=1, le=100, description="Checkpoints kept per job; older ones are pruned.")
     num_workers: int = Field(1, ge=1, le=64, description="Ray Train workers; >1 trains data-parallel.")
 
     @field_validator("max_steps")

@@ -31,6 +31,9 @@ class Settings(BaseModel):
     )
     api_key: Optional[SecretStr] = Field(None, description="FORGE_API_KEY: when set, routes need a bearer token.")
     trust_remote_code: bool = Field(False, description="FORGE_TRUST_REMOTE_CODE: allow custom model code.")
+    max_worker_failures: int = Field(
+        2, ge=0, description="FORGE_MAX_WORKER_FAILURES: times a job's workers are restarted after a crash."
+    )
     stop_grace_s: float = Field(20.0, gt=0, description="FORGE_STOP_GRACE_S: cooperative stop before a hard kill.")
     unsloth_python: Path = Field(
         DEFAULT_UNSLOTH_PYTHON,
@@ -51,6 +54,8 @@ class Settings(BaseModel):
             values["max_upload_mb"] = env["FORGE_MAX_UPLOAD_MB"]
         if env.get("FORGE_API_KEY"):
             values["api_key"] = env["FORGE_API_KEY"]
+        if "FORGE_MAX_WORKER_FAILURES" in env:
+            values["max_worker_failures"] = env["FORGE_MAX_WORKER_FAILURES"]
         if "FORGE_STOP_GRACE_S" in env:
             values["stop_grace_s"] = env["FORGE_STOP_GRACE_S"]
         if env.get("FORGE_UNSLOTH_PYTHON"):

@@ -45,6 +45,10 @@ class Storage:
     def model_dir(self, model_id: int) -> Path:
         return self.models_dir / str(model_id)
 
+    def run_dir(self, job_id: str) -> Path:
+        """The job's Ray Train run (its checkpoints); the run is named by the job id."""
+        return self.runs_dir / job_id
+
     def staging_dir(self, job_id: str) -> Path:
         """Where a job's rank 0 writes the final adapter before it is registered."""
         return self.models_dir / f".staging-{job_id}"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, Protocol
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
+
+from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, CheckpointStore, checkpoint_name, save_every
 
 
 class JobLink(Protocol):
@@ -16,6 +22,10 @@ class JobLink(Protocol):
     def progress(self, update: dict[str, Any]) -> None: ...
 
     def stop_requested(self) -> bool: ...
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        """Something the job's history should show: `workers_started`, `checkpoint`."""
+        ...
 
 
 class ProgressCallback(TrainerCallback):
@@ -64,3 +74,51 @@ class ProgressCallback(TrainerCallback):
             dist.broadcast(flag, src=0)
             wanted = bool(flag.item())
         return wanted
+
+
+class CheckpointCallback(TrainerCallback):
+    """Asks the trainer for a checkpoint every few steps and hands each one to the store.
+
+    `stage` names the trainer within a multi-stage recipe; `step_offset` turns the
+    trainer's step into the job's; `extras` (folder name → path) travel in every
+    checkpoint, so a recipe can pick up at its later stage.
+    """
+
+    def __init__(self, store: CheckpointStore, *, stage: str, is_main: bool, save_steps: Optional[int],
+                 step_offset: int = 0, extras: Optional[dict[str, Path]] = None,
+                 on_saved: Optional[Callable[[int], None]] = None) -> None:
+        self.store = store
+        self.stage = stage
+        self.is_main = is_main
+        self.save_steps = save_steps
+        self.step_offset = step_offset
+        self.extras = extras or {}
+        self.on_saved = on_saved
+        self._every = 1
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._every = save_every(state.max_steps, int(args.num_train_epochs), self.save_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # No checkpoint at the very last step: the final adapter follows at once.
+        if state.global_step % self._every == 0 and state.global_step < state.max_steps:
+            control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):
+        trainer_checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        job_step = self.step_offset + state.global_step
+        name = checkpoint_name(self.stage, job_step)
+        meta = {"stage": self.stage, "step": state.global_step, "job_step": job_step}
+        with tempfile.TemporaryDirectory(prefix="forge-ckpt-") as bundle_dir:
+            bundle = None
+            if self.is_main:
+                bundle = Path(bundle_dir)
+                shutil.copytree(trainer_checkpoint, bundle / TRAINER_FOLDER)
+                for folder_name, folder in self.extras.items():
+                    shutil.copytree(folder, bundle / folder_name)
+                (bundle / CHECKPOINT_META).write_text(json.dumps(meta))
+            self.store.save(bundle, name, {"job_step": job_step, "stage": self.stage})
+        # The store has its copy; the scratch folder only needs the next one.
+        shutil.rmtree(trainer_checkpoint, ignore_errors=True)
+        if self.is_main and self.on_saved is not None:
+            self.on_saved(job_step)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from forge.datasets import read_examples
-from forge.training.callbacks import JobLink, ProgressCallback
+from forge.training.callbacks import CheckpointCallback, JobLink, ProgressCallback
+from forge.training.checkpoints import TRAINER_FOLDER, CheckpointStore, NoCheckpoints, read_meta
 from forge.training.spec import JobSpec
 
 # Example splits and sampling are seeded so a job is reproducible.
@@ -27,6 +28,7 @@ class RecipeContext:
     link: JobLink
     is_main: bool
     scratch: Path
+    checkpoints: CheckpointStore = field(default_factory=NoCheckpoints)
     # Seconds spent inside trainer.train() (all stages), without loading and evaluation.
     train_seconds: float = 0.0
 
@@ -78,16 +80,40 @@ class RecipeContext:
         eval_size = int(len(rows) * self.request.eval_split)
         return rows[eval_size:], rows[:eval_size]
 
-    def train(self, trainer: Any, *, step_offset: int = 0, total_steps: Optional[int] = None) -> bool:
-        """Run `trainer` with progress reporting and cooperative stop; True when stopped early."""
+    def resumed_stage(self) -> Optional[str]:
+        """The stage the job's latest checkpoint belongs to (None on a fresh start)."""
+        latest = self.checkpoints.latest()
+        return read_meta(latest)["stage"] if latest is not None else None
+
+    def resumed_folder(self, name: str) -> Path:
+        """A folder a recipe put into its checkpoints (`extras`), from the latest checkpoint."""
+        latest = self.checkpoints.latest()
+        assert latest is not None, "no checkpoint to resume from"
+        return latest / name
+
+    def train(self, trainer: Any, *, stage: str = "train", step_offset: int = 0, total_steps: Optional[int] = None,
+              extras: Optional[dict[str, Path]] = None) -> bool:
+        """Run `trainer` with progress, checkpoints and cooperative stop; True when stopped early.
+
+        The trainer resumes from the job's latest checkpoint when that checkpoint
+        belongs to this `stage`; `extras` are folders every checkpoint carries.
+        """
         from transformers.trainer_callback import PrinterCallback
 
         progress = ProgressCallback(self.link, is_main=self.is_main, step_offset=step_offset,
                                     total_steps=total_steps)
         trainer.add_callback(progress)
+        trainer.add_callback(CheckpointCallback(
+            self.checkpoints, stage=stage, is_main=self.is_main, save_steps=self.request.save_steps,
+            step_offset=step_offset, extras=extras,
+            on_saved=lambda job_step: self.link.event("checkpoint", {"step": job_step, "stage": stage}),
+        ))
         # Progress goes to the manager; the console printer only adds log noise.
         trainer.remove_callback(PrinterCallback)
-        output = trainer.train()
+        resume_from = None
+        if self.resumed_stage() == stage:
+            resume_from = str(self.checkpoints.latest() / TRAINER_FOLDER)
+        output = trainer.train(resume_from_checkpoint=resume_from)
         self.train_seconds += float(output.metrics.get("train_runtime", 0.0))
         return progress.stopped
 

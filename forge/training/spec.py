@@ -23,6 +23,8 @@ class JobSpec(BaseModel):
     manager_name: str
     namespace: str
     trust_remote_code: bool = False
+    # Worker-group restarts Ray Train may make (each resumes from the latest checkpoint).
+    max_failures: int = 0
 
     def training_params(self) -> dict[str, Any]:
         """The hyperparameters a model's registry entry shows (`num_epochs`, `batch_size`, ... as used)."""

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from forge.errors import one_line
 from forge.training.callbacks import JobLink
+from forge.training.checkpoints import CheckpointStore, NoCheckpoints, RayTrainCheckpoints, read_meta
 from forge.training.common import Recipe, RecipeContext, RecipeResult
 from forge.training.spec import JobSpec
 
@@ -41,13 +43,29 @@ class ManagerLink:
         except Exception:
             return False
 
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        try:
+            self._manager.record_worker_event.remote(self._job_id, kind, data)  # fire-and-forget
+        except Exception:
+            pass
+
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     import ray.train
 
     spec = JobSpec.model_validate(config)
-    rank = ray.train.get_context().get_world_rank()
-    return run_training(spec, ManagerLink(spec), is_main=rank == 0)
+    context = ray.train.get_context()
+    link = ManagerLink(spec)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-resume-") as download:
+            # After a worker-group restart (FailureConfig) or an explicit resume, Ray Train
+            # hands every rank the run's latest checkpoint.
+            return run_training(spec, link, is_main=context.get_world_rank() == 0,
+                                checkpoints=RayTrainCheckpoints(Path(download)))
+    except Exception as error:
+        # The manager fails the job at once; only lost processes make Ray Train restart the group.
+        link.event("error", {"message": one_line(error)})
+        raise
 
 
 def pick_recipe(spec: JobSpec) -> Recipe:
@@ -73,11 +91,16 @@ def pick_recipe(spec: JobSpec) -> Recipe:
     return train_causal_sft
 
 
-def run_training(spec: JobSpec, link: JobLink, *, is_main: bool) -> dict[str, Any]:
+def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
+                 checkpoints: CheckpointStore | None = None) -> dict[str, Any]:
     recipe = pick_recipe(spec)
+    checkpoints = checkpoints or NoCheckpoints()
+    if is_main:
+        latest = checkpoints.latest()
+        link.event("workers_started", {"resumed_step": read_meta(latest)["job_step"] if latest else None})
     with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-") as scratch:
         started = time.monotonic()
-        context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch))
+        context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch), checkpoints=checkpoints)
         result = recipe(context)
         if result.stopped:
             return {"stopped": True}

@@ -282,6 +282,8 @@ def test_a_failing_job_ends_failed_with_a_clear_message(service: Service, tmp_pa
     assert status["model_id"] is None
     events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
     assert events[-1]["kind"] == "failed"
+    # An error in the training code is not retried: worker restarts are for lost processes.
+    assert "restart" not in [e["kind"] for e in events]
     # The manager is free for the next job.
     assert service.get("/api/training_status").json()["status"] == "failed"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from forge.schemas import TrainingRequest
+from forge.training.checkpoints import FolderCheckpoints, list_checkpoints
 from forge.training.options import Hardware, resolve_options
 from forge.training.spec import JobSpec
 from forge.training.worker import run_training
@@ -22,6 +23,7 @@ SAMPLE_DATASET = Path(__file__).resolve().parents[2] / "examples" / "datasets" /
 class RecordingLink:
     def __init__(self, stop_after_step: int | None = None) -> None:
         self.updates: list[dict] = []
+        self.events: list[tuple[str, dict]] = []
         self.stop_after_step = stop_after_step
 
     def progress(self, update: dict) -> None:
@@ -30,6 +32,9 @@ class RecordingLink:
     def stop_requested(self) -> bool:
         steps = [u["current_step"] for u in self.updates if "current_step" in u]
         return self.stop_after_step is not None and bool(steps) and max(steps) >= self.stop_after_step
+
+    def event(self, kind: str, data: dict) -> None:
+        self.events.append((kind, data))
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +93,32 @@ def test_a_stop_request_ends_training_at_a_step_boundary_without_saving(tmp_path
     steps = [u["current_step"] for u in link.updates if "current_step" in u]
     assert max(steps) == 3
     assert not Path(spec.output_dir).exists()
+
+
+def test_a_run_resumes_from_its_latest_checkpoint_not_from_step_zero(tmp_path: Path, builtin_dir: Path):
+    """Checkpoints every 2 steps, newest 2 kept; a stopped run picks up at its last checkpoint.
+
+    A plain folder stands in for Ray Train's checkpoint storage here (the integration
+    tests kill real Train workers); the trainer, its state and the files are real.
+    """
+    fields = dict(max_steps=10, save_steps=2, learning_rate=5e-3, per_device_train_batch_size=2,
+                  gradient_accumulation_steps=1, eval_split=0)
+    store = FolderCheckpoints(tmp_path / "checkpoints", keep=2)
+    first = RecordingLink(stop_after_step=7)
+    assert run_training(_spec(tmp_path / "a", builtin_dir, **fields), first, is_main=True,
+                        checkpoints=store) == {"stopped": True}
+    assert [folder.name for _, _, folder in list_checkpoints(store.root)] == ["train-000004", "train-000006"]
+    assert [data["step"] for kind, data in first.events if kind == "checkpoint"] == [2, 4, 6]
+
+    second = RecordingLink()
+    outcome = run_training(_spec(tmp_path / "b", builtin_dir, **fields), second, is_main=True, checkpoints=store)
+    assert second.events[0] == ("workers_started", {"resumed_step": 6})
+    steps = [u["current_step"] for u in second.updates if "current_step" in u]
+    assert min(steps) == 6 and max(steps) == 10 == outcome["metrics"]["train_steps"]
+    # The resumed run continued the same optimisation: its losses for steps 7..10 are
+    # those an uninterrupted run computes (same seed, restored optimizer and RNG state).
+    straight = RecordingLink()
+    run_training(_spec(tmp_path / "c", builtin_dir, **fields), straight, is_main=True)
+    resumed_losses = [u["loss"] for u in second.updates if "loss" in u]
+    straight_losses = [u["loss"] for u in straight.updates if "loss" in u]
+    assert resumed_losses == pytest.approx(straight_losses[6:], rel=1e-3)

@@ -1,0 +1,128 @@
+"""Checkpoints a job resumes from: written every `save_steps`, pruned to `save_total_limit`.
+
+The Hugging Face trainer writes a complete checkpoint (adapter, optimizer,
+scheduler, RNG and trainer state) into the job's scratch folder;
+`callbacks.CheckpointCallback` hands it to a `CheckpointStore` and removes the scratch copy.
+Under Ray the store is Ray Train's own (`ray.train.report` persists it under
+`runs/<job_id>/` and prunes old ones; `ray.train.get_checkpoint()` returns the
+latest after a worker-group restart or an explicit resume). In-process runs use a
+plain folder, or none.
+
+A checkpoint folder holds the trainer's checkpoint under `checkpoint/`, extra
+folders a multi-stage recipe needs to pick up again (e.g. rlhf's reward model),
+and `forge_checkpoint.json` naming the stage and step. The job's folder name is
+`<stage>-<job step, 6 digits>` so a person can read `runs/<job_id>/` at a glance.
+Nothing here imports torch or transformers: the manager lists checkpoints too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+CHECKPOINT_META = "forge_checkpoint.json"
+TRAINER_FOLDER = "checkpoint"
+# Default cadence: this many checkpoints per epoch, so a crash costs at most a third of one.
+CHECKPOINTS_PER_EPOCH = 3
+_NAME = re.compile(r"^(?P<stage>[a-z_]+)-(?P<step>\d{6,})$")
+
+
+class CheckpointStore(Protocol):
+    def latest(self) -> Optional[Path]:
+        """A local folder holding the latest checkpoint of this job, or None on a fresh start."""
+        ...
+
+    def save(self, folder: Optional[Path], name: str, metrics: dict[str, Any]) -> None:
+        """Persist `folder` as checkpoint `name`. Every rank calls this; only rank 0 passes a folder."""
+        ...
+
+
+class NoCheckpoints:
+    def latest(self) -> Optional[Path]:
+        return None
+
+    def save(self, folder: Optional[Path], name: str, metrics: dict[str, Any]) -> None:
+        return None
+
+
+class FolderCheckpoints:
+    """Checkpoints in a local folder, newest `keep` kept: for runs without Ray Train."""
+
+    def __init__(self, root: Path, keep: int = 2) -> None:
+        self.root = root
+        self.keep = keep
+
+    def latest(self) -> Optional[Path]:
+        found = list_checkpoints(self.root)
+        return found[-1][2] if found else None
+
+    def save(self, folder: Optional[Path], name: str, metrics: dict[str, Any]) -> None:
+        if folder is None:
+            return
+        target = self.root / name
+        partial = self.root / f".{name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(folder, partial)
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+        for _, _, old in list_checkpoints(self.root)[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class RayTrainCheckpoints:
+    """Ray Train's checkpoint store of the current run (persisted under RunConfig.storage_path)."""
+
+    def __init__(self, scratch: Path) -> None:
+        self._scratch = scratch
+        self._latest: Optional[Path] = None
+        self._fetched = False
+
+    def latest(self) -> Optional[Path]:
+        import ray.train
+
+        if not self._fetched:
+            self._fetched = True
+            checkpoint = ray.train.get_checkpoint()
+            if checkpoint is not None:
+                # A local copy: the run's storage may be remote, and the trainer reads it lazily.
+                self._latest = Path(checkpoint.to_directory(str(self._scratch / "resume")))
+        return self._latest
+
+    def save(self, folder: Optional[Path], name: str, metrics: dict[str, Any]) -> None:
+        import ray.train
+        from ray.train import Checkpoint
+
+        # A barrier: every rank reports, the same number of times; rank 0 brings the files.
+        checkpoint = Checkpoint.from_directory(str(folder)) if folder is not None else None
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+
+def checkpoint_name(stage: str, job_step: int) -> str:
+    return f"{stage}-{job_step:06d}"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[str, int, Path]]:
+    """Complete checkpoints under `run_dir` as (stage, job step, folder), oldest first."""
+    found = []
+    if run_dir.is_dir():
+        for folder in run_dir.iterdir():
+            match = _NAME.match(folder.name)
+            if match and (folder / CHECKPOINT_META).is_file():
+                found.append((match["stage"], int(match["step"]), folder))
+    return sorted(found, key=lambda item: item[1])
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / CHECKPOINT_META).read_text())
+
+
+def save_every(max_steps: int, num_epochs: int, save_steps: Optional[int]) -> int:
+    """Optimizer steps between checkpoints: the request's, else a few per epoch."""
+    if save_steps:
+        return save_steps
+    per_epoch = max(1, math.ceil(max_steps / max(1, num_epochs)))
+    return max(1, per_epoch // CHECKPOINTS_PER_EPOCH)

@@ -1,0 +1,183 @@
+"""Faults injected into the running system: a killed Train worker, a killed manager, a killed replica.
+
+Every fault is real: processes die by SIGKILL or `ray.kill`, and the service has
+to recover through Ray Train's FailureConfig and checkpoints, the manager actor's
+restart, and Serve's replica replacement.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from support import SAMPLE_DATASET, Service, assert_error_shape
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+
+
+@pytest.fixture(scope="module")
+def dataset(service: Service) -> str:
+    response = service.upload(SAMPLE_DATASET, name="faults.jsonl")
+    assert response.status_code == 200, response.text
+    return response.json()["filename"]
+
+
+def _alive_actors(service: Service, class_name: str) -> list:
+    from ray.util.state import list_actors
+
+    return list_actors(address=service.dashboard_url, limit=1000,
+                       filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")])
+
+
+def _events(service: Service, job_id: str) -> list[dict]:
+    response = service.get(f"/api/jobs/{job_id}/events")
+    assert response.status_code == 200, response.text
+    return response.json()["events"]
+
+
+def _wait_for_event(service: Service, job_id: str, kind: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in _events(service, job_id) if e["kind"] == kind]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no {kind!r} event for {job_id} within {timeout}s: {_events(service, job_id)}")
+
+
+class StepRecorder:
+    """Polls GET /api/training_status in a thread and keeps every current_step it saw."""
+
+    def __init__(self, service: Service, job_id: str) -> None:
+        self.steps: list[int] = []
+        self._service, self._job_id = service, job_id
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            status = self._service.status(self._job_id)
+            self.steps.append(status["current_step"])
+            if status["status"] in TERMINAL:
+                return
+            time.sleep(0.1)
+
+    def stop(self) -> list[int]:
+        self._done.set()
+        self._thread.join(30)
+        return self.steps
+
+
+def test_a_killed_training_worker_restarts_and_resumes_from_its_checkpoint(service: Service, dataset: str):
+    response = service.start(dataset=dataset, max_steps=120, save_steps=10, per_device_train_batch_size=2,
+                             gradient_accumulation_steps=1, eval_split=0)
+    assert response.status_code == 200, response.text
+    job_id = response.json()["job_id"]
+    recorder = StepRecorder(service, job_id)
+    _wait_for_event(service, job_id, "checkpoint")
+    workers = _alive_actors(service, "RayTrainWorker")
+    assert len(workers) == 1
+    os.kill(workers[0].pid, signal.SIGKILL)
+
+    final = service.wait_for(lambda s: s["status"] in TERMINAL, job_id, timeout=300)
+    steps = recorder.stop()
+    assert final["status"] == "completed", final
+    assert final["current_step"] == 120 and final["model_id"] is not None
+    # What users saw never went backwards, not even while the restarted group redid steps.
+    assert steps == sorted(steps) and steps[-1] == 120
+    restarts = [e for e in _events(service, job_id) if e["kind"] == "restart"]
+    assert len(restarts) == 1, _events(service, job_id)
+    resumed_at = int(restarts[0]["message"].split("checkpoint at step ")[1].split()[0].rstrip(","))
+    assert resumed_at >= 10 and resumed_at % 10 == 0
+    checkpoints = [e for e in _events(service, job_id) if e["kind"] == "checkpoint"]
+    assert f"checkpoint saved at step {resumed_at}" in [e["message"] for e in checkpoints]
+    # A completed job's model is registered; its checkpoints are gone.
+    assert not (service.home / "runs" / job_id).exists()
+    assert service.get(f"/api/models/{final['model_id']}").status_code == 200
+
+
+def test_a_killed_manager_restarts_and_the_interrupted_job_resumes(service: Service, dataset: str):
+    import ray
+
+    response = service.start(dataset=dataset, max_steps=400, save_steps=10, per_device_train_batch_size=2,
+                             gradient_accumulation_steps=1, eval_split=0)
+    assert response.status_code == 200, response.text
+    job_id = response.json()["job_id"]
+    _wait_for_event(service, job_id, "checkpoint")
+
+    ray.kill(ray.get_actor("training_manager", namespace="modelforge"), no_restart=False)
+
+    # While it restarts, every request is answered: 200, or a 503 in the error format.
+    def ask(_: int) -> requests.Response:
+        return requests.get(service.url + "/api/training_status", params={"job_id": job_id}, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, range(40)))
+    for answer in answers:
+        if answer.status_code != 200:
+            assert_error_shape(answer, 503)
+
+    status = service.wait_for(lambda s: s["status"] == "interrupted", job_id, timeout=60)
+    assert "checkpoint at step" in status["message"] and f"/api/jobs/{job_id}/resume" in status["message"]
+    kept = int(status["message"].split("checkpoint at step ")[1].split()[0].rstrip(":"))
+    assert kept >= 10
+    assert (service.home / "runs" / job_id / f"train-{kept:06d}").is_dir()
+    # The job's runner died with the manager, and its Train workers with the runner.
+    deadline = time.monotonic() + 30
+    while _alive_actors(service, "RayTrainWorker") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _alive_actors(service, "RayTrainWorker") == []
+    # The restarted manager reloaded the registry: earlier datasets are still listed.
+    assert dataset in [d["filename"] for d in service.get("/api/datasets").json()["datasets"]]
+
+    resumed = service.post(f"/api/jobs/{job_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["job_id"] == job_id and f"step {kept}" in resumed.json()["message"]
+    again = service.post(f"/api/jobs/{job_id}/resume")
+    assert_error_shape(again, 409)
+
+    final = service.wait_for(lambda s: s["status"] in TERMINAL, job_id, timeout=300)
+    assert final["status"] == "completed", final
+    assert final["current_step"] == 400
+    kinds = [e["kind"] for e in _events(service, job_id)]
+    assert kinds.count("interrupted") == 1 and "resume" in kinds and kinds[-1] == "completed"
+    # The resumed run started at the checkpoint: the loss history has no second step 1.
+    metric_steps = [m["step"] for m in service.get(f"/api/jobs/{job_id}/metrics").json()["metrics"]]
+    assert metric_steps.count(1) == 1
+
+
+def test_resume_answers_404_and_409_in_the_error_format(service: Service, dataset: str):
+    assert_error_shape(service.post("/api/jobs/train_000000000000/resume"), 404)
+    response = service.start(dataset=dataset, max_steps=2, eval_split=0)
+    job_id = response.json()["job_id"]
+    assert service.wait_for(lambda s: s["status"] in TERMINAL, job_id)["status"] == "completed"
+    body = assert_error_shape(service.post(f"/api/jobs/{job_id}/resume"), 409)
+    assert "completed" in body["detail"]
+
+
+def test_a_killed_playground_replica_is_replaced_and_the_next_request_succeeds(service: Service, dataset: str):
+    response = service.start(dataset=dataset, max_steps=2, eval_split=0)
+    job_id = response.json()["job_id"]
+    final = service.wait_for(lambda s: s["status"] in TERMINAL, job_id)
+    body = {"model_id": final["model_id"], "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0}
+    first = service.post("/api/playground/generate", json=body)
+    assert first.status_code == 200, first.text
+
+    replicas = [a for a in _alive_actors(service, "ServeReplica:modelforge:Playground")]
+    assert replicas
+    for replica in replicas:
+        os.kill(replica.pid, signal.SIGKILL)
+
+    second = service.post("/api/playground/generate", json=body)
+    assert second.status_code == 200, second.text
+    assert second.json()["generated_text"] == first.json()["generated_text"]
+    assert {a.pid for a in _alive_actors(service, "ServeReplica:modelforge:Playground")}.isdisjoint(
+        {r.pid for r in replicas})
