@@ -29,7 +29,7 @@ from forge.schemas import ACTIVE_STATUSES, TrainingRequest, TrainingStatus, Vali
 from forge.settings import MANAGER_NAME, RAY_NAMESPACE, Settings
 from forge.sources import resolve_dataset_path, resolve_model_source
 from forge.storage import Storage
-from forge.training.checkpoints import list_checkpoints
+from forge.training.checkpoints import latest_registered_step
 from forge.training.options import Hardware, ResolvedOptions, resolve_options
 from forge.training.runner import RUNNER_ENV, JobRunner
 from forge.training.spec import JobSpec
@@ -145,7 +145,8 @@ class TrainingManager:
         prepared = await self._prepare(request)
         self._check_capacity()  # again: other requests may have started a job while we awaited
         job_id = f"train_{secrets.token_hex(6)}"
-        record = self.registry.add_job(job_id, request.model_dump(mode="json"), status="queued")
+        # What the user asked for, as sent: a resume re-reads it with the same defaults and notes.
+        record = self.registry.add_job(job_id, request.model_dump(mode="json", exclude_unset=True), status="queued")
         self._launch(record, prepared)
         message = "Training started successfully"
         if prepared.notes:
@@ -169,7 +170,7 @@ class TrainingManager:
             "from step 0 (it has no checkpoint)")
         self.registry.add_event(job_id, "resume", f"resume requested; continuing {where}")
         self.registry.update_job(job_id, status="queued", finished_at=None, message=f"Resuming {where}")
-        self._launch(self.registry.get_job(job_id), prepared)
+        self._launch(self.registry.get_job(job_id), prepared, record_notes=False)  # noted at the first start
         return {"status": "started", "job_id": job_id, "message": f"Training resumed {where}"}
 
     async def _prepare(self, request: TrainingRequest) -> _PreparedJob:
@@ -191,7 +192,7 @@ class TrainingManager:
         return _PreparedJob(request=request, options=options, notes=notes, model_source=model_source,
                             dataset_path=dataset_path, dataset_format=dataset_format)
 
-    def _launch(self, record: JobRecord, prepared: _PreparedJob) -> None:
+    def _launch(self, record: JobRecord, prepared: _PreparedJob, *, record_notes: bool = True) -> None:
         job_id = record.job_id
         job = ActiveJob(record=record, notes=prepared.notes)
         job.spec = JobSpec(
@@ -204,14 +205,13 @@ class TrainingManager:
             max_failures=self.settings.max_worker_failures,
         )
         self.active[job_id] = job
-        for note in prepared.notes:
+        for note in prepared.notes if record_notes else ():
             self.registry.add_event(job_id, "substitution", note)
         self._publish(job_id)
         job.task = asyncio.get_running_loop().create_task(self._run(job))
 
     def _latest_checkpoint_step(self, job_id: str) -> Optional[int]:
-        found = list_checkpoints(self.storage.run_dir(job_id))
-        return found[-1][1] if found else None
+        return latest_registered_step(self.storage.run_dir(job_id))
 
     async def _resolve_dataset(self, request: TrainingRequest) -> tuple[Path, str]:
         """The dataset's path and row format, checked against what the job trains."""
@@ -404,7 +404,7 @@ class TrainingManager:
         return TrainingStatus(
             job_id=record.job_id, status=record.status, progress=record.progress,
             current_epoch=record.current_epoch, total_epochs=record.total_epochs or record.request.get(
-                "num_train_epochs", 0), current_step=record.current_step, total_steps=record.total_steps,
+                "num_train_epochs", TrainingRequest.model_fields["num_train_epochs"].default), current_step=record.current_step, total_steps=record.total_steps,
             loss=record.loss, learning_rate=record.learning_rate, eval_loss=record.eval_loss,
             message=record.message, model_id=record.model_id, created_at=record.created_at,
             updated_at=record.updated_at,

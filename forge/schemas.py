@@ -87,7 +87,8 @@ class TrainingRequest(_Request):
     eval_split: float = Field(0.2, ge=0, lt=1, description="Fraction of the dataset held out for evaluation.")
     eval_steps: int = Field(100, ge=1)
     save_steps: Optional[int] = Field(
-        None, ge=1, description="Checkpoint every this many optimizer steps; null: three times per epoch."
+        None, ge=1,
+        description="Checkpoint every this many optimizer steps; null: three per epoch, at least 10 steps apart.",
     )
     save_total_limit: int = Field(2, ge=1, le=100, description="Checkpoints kept per job; older ones are pruned.")
     num_workers: int = Field(1, ge=1, le=64, description="Ray Train workers; >1 trains data-parallel.")

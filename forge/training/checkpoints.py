@@ -26,8 +26,10 @@ from typing import Any, Optional, Protocol
 
 CHECKPOINT_META = "forge_checkpoint.json"
 TRAINER_FOLDER = "checkpoint"
-# Default cadence: this many checkpoints per epoch, so a crash costs at most a third of one.
+# Default cadence: this many checkpoints per epoch, so a crash costs at most a third of one,
+# but not more often than every MIN_DEFAULT_SAVE_STEPS steps (short jobs lose little anyway).
 CHECKPOINTS_PER_EPOCH = 3
+MIN_DEFAULT_SAVE_STEPS = 10
 _NAME = re.compile(r"^(?P<stage>[a-z_]+)-(?P<step>\d{6,})$")
 
 
@@ -116,6 +118,24 @@ def list_checkpoints(run_dir: Path) -> list[tuple[str, int, Path]]:
     return sorted(found, key=lambda item: item[1])
 
 
+def latest_registered_step(run_dir: Path) -> Optional[int]:
+    """The job step of the checkpoint Ray Train resumes `run_dir` from, or None.
+
+    Ray Train's own record decides, not the folders: a checkpoint being copied when
+    the service died may be on disk without being registered.
+    """
+    from ray.train import Result
+
+    try:
+        checkpoint = Result.from_path(str(run_dir)).checkpoint
+    except Exception:  # no run, or a run that never registered a checkpoint
+        return None
+    if checkpoint is None:
+        return None
+    match = _NAME.match(Path(checkpoint.path).name)
+    return int(match["step"]) if match else None
+
+
 def read_meta(folder: Path) -> dict[str, Any]:
     return json.loads((folder / CHECKPOINT_META).read_text())
 
@@ -125,4 +145,4 @@ def save_every(max_steps: int, num_epochs: int, save_steps: Optional[int]) -> in
     if save_steps:
         return save_steps
     per_epoch = max(1, math.ceil(max_steps / max(1, num_epochs)))
-    return max(1, per_epoch // CHECKPOINTS_PER_EPOCH)
+    return max(MIN_DEFAULT_SAVE_STEPS, per_epoch // CHECKPOINTS_PER_EPOCH)
