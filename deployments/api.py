@@ -14,6 +14,8 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket, 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.auth import ApiKeyMiddleware
+from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
 from forge import capabilities, datasets
 from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
@@ -46,10 +48,11 @@ from forge.storage import Storage
 from forge.unsloth_env import ProviderStatus
 
 _UPLOAD_CHUNK = 1024 * 1024
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 500, 503)}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)}
 
 app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS)
 install_error_handlers(app)
+app.add_middleware(ApiKeyMiddleware)
 
 
 def _mb(size_bytes: int) -> float:
@@ -76,6 +79,7 @@ class ApiIngress:
     def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:
         self.playground = playground
         self.settings = settings
+        configure_api_key(settings.api_key)
         self.storage = Storage(settings)
         self.storage.ensure_dirs()
         self.manager = get_or_create_manager(settings)

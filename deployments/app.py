@@ -7,6 +7,8 @@ settings once, and binds the Playground handle into the ingress.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from pydantic import BaseModel, Field, model_validator
 from ray import serve
 
@@ -42,8 +44,8 @@ def build_playground(args: AppArgs, settings: Settings) -> serve.Application:
     ).bind(settings)
 
 
-def build_app(args: AppArgs) -> serve.Application:
-    settings = Settings.from_env()
+def build_app(args: AppArgs, settings: Optional[Settings] = None) -> serve.Application:
+    settings = settings or Settings.from_env()
     return ApiIngress.bind(build_playground(args, settings), settings)
 
 

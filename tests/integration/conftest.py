@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 from support import Service
@@ -41,7 +42,8 @@ def service(tmp_path_factory: pytest.TempPathFactory):
 
     serve.run(build_app(AppArgs()), name="modelforge", route_prefix="/")
     service = Service(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", home=home,
-                      dashboard_url=f"http://{context.dashboard_url}")
+                      dashboard_url=f"http://{context.dashboard_url}",
+                      session_dir=Path(context.address_info["session_dir"]))
     service.first_status = service.get("/api/training_status").json()
     try:
         yield service

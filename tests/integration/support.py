@@ -22,6 +22,8 @@ class Service:
     first_status: dict | None = None
     # The Ray dashboard of this session's cluster (the state API asks it, e.g. for live actors).
     dashboard_url: str = ""
+    # This Ray instance's session folder (its logs live under logs/).
+    session_dir: Path | None = None
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=60, **kwargs)
