@@ -7,10 +7,11 @@ response. The ingress holds no state of its own. No torch here.
 
 import asyncio
 import uuid
-from pathlib import Path
-from typing import Any, Optional
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Optional
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
+from annotated_types import Interval
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -22,6 +23,7 @@ from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
 from forge.manager import get_or_create_manager
 from forge.schemas import (
     API_VERSION,
+    MAX_ID,
     PROVIDERS,
     STRATEGIES,
     TASKS,
@@ -48,6 +50,8 @@ from forge.storage import Storage
 from forge.unsloth_env import ProviderStatus
 
 _UPLOAD_CHUNK = 1024 * 1024
+# Constraints without Path(...): a pickled Path() publishes `"example": {}` (see training_status).
+ModelId = Annotated[int, Interval(ge=1, le=MAX_ID)]
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)}
 
 app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS)
@@ -141,7 +145,7 @@ class ApiIngress:
         )
 
     @staticmethod
-    async def _copy_upload(file: UploadFile, target: Path, limit: int) -> None:
+    async def _copy_upload(file: UploadFile, target: FilePath, limit: int) -> None:
         written = 0
         with target.open("wb") as out:
             while chunk := await file.read(_UPLOAD_CHUNK):
@@ -163,11 +167,13 @@ class ApiIngress:
         return StartTrainingResponse(**started)
 
     @app.get("/api/training_status", response_model=TrainingStatus)
-    async def training_status(self, job_id: Optional[str] = Query(None)) -> TrainingStatus:
+    # Query parameters are plain defaults, not Query(...): Serve pickles the app, and a
+    # pickled Query() loses FastAPI's "unset" sentinel and publishes `"example": {}`.
+    async def training_status(self, job_id: Optional[str] = None) -> TrainingStatus:
         return TrainingStatus(**await self.manager.training_status.remote(job_id))
 
     @app.post("/api/stop_training", response_model=StopTrainingResponse)
-    async def stop_training(self, job_id: Optional[str] = Query(None)) -> StopTrainingResponse:
+    async def stop_training(self, job_id: Optional[str] = None) -> StopTrainingResponse:
         return StopTrainingResponse(**await self.manager.stop_training.remote(job_id))
 
     @app.post("/api/jobs/{job_id}/resume", response_model=StartTrainingResponse)
@@ -224,11 +230,11 @@ class ApiIngress:
         return ModelList(models=[ModelSummary(**_model_summary(r)) for r in records])
 
     @app.get("/api/models/{model_id}", response_model=ModelDetail)
-    async def get_model(self, model_id: int) -> ModelDetail:
+    async def get_model(self, model_id: ModelId) -> ModelDetail:
         return ModelDetail(**_model_summary(await self.manager.get_model.remote(model_id)))
 
     @app.delete("/api/models/{model_id}", response_model=DeleteResponse)
-    async def delete_model(self, model_id: int) -> DeleteResponse:
+    async def delete_model(self, model_id: ModelId) -> DeleteResponse:
         await self.manager.delete_model.remote(model_id)
         return DeleteResponse(message="Model deleted successfully")
 

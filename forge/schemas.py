@@ -235,10 +235,12 @@ class DatasetList(BaseModel):
 # ------------------------------------------------------------------- playground
 
 MAX_NEW_TOKENS_CAP = 1024
+# Registry ids are SQLite integers: larger ids cannot exist and must not reach the database.
+MAX_ID = 2**63 - 1
 
 
 class GenerateRequest(_Request):
-    model_id: int = Field(ge=1)
+    model_id: int = Field(ge=1, le=MAX_ID)
     prompt: str = Field(
         min_length=1,
         description="Text to continue (summarization: the text to summarize; extractive QA: the question).",
