@@ -401,10 +401,12 @@ class TrainingManager:
         record = job.record if job is not None else self.registry.get_job(job_id)
         if record is None:
             raise NotFound(f"job {job_id!r} does not exist")
+        requested_epochs = record.request.get(
+            "num_train_epochs", TrainingRequest.model_fields["num_train_epochs"].default)
         return TrainingStatus(
             job_id=record.job_id, status=record.status, progress=record.progress,
-            current_epoch=record.current_epoch, total_epochs=record.total_epochs or record.request.get(
-                "num_train_epochs", TrainingRequest.model_fields["num_train_epochs"].default), current_step=record.current_step, total_steps=record.total_steps,
+            current_epoch=record.current_epoch, total_epochs=record.total_epochs or requested_epochs,
+            current_step=record.current_step, total_steps=record.total_steps,
             loss=record.loss, learning_rate=record.learning_rate, eval_loss=record.eval_loss,
             message=record.message, model_id=record.model_id, created_at=record.created_at,
             updated_at=record.updated_at,
