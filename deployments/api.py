@@ -77,7 +77,9 @@ async def _wait_for_disconnect(websocket: WebSocket) -> None:
 
 # Module-level helpers above sit before the class on purpose: Serve serializes the
 # ingress class when it is decorated, so everything it calls must exist by then.
-@serve.deployment(ray_actor_options={"num_cpus": 0})
+# Every open /ws/training holds one ongoing request for its whole life, and the routes
+# only await other actors: Serve's default of 5 would let five subscribers starve every client.
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress(app)
 class ApiIngress:
     def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:

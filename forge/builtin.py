@@ -204,6 +204,9 @@ def _save_random_model(model_class, config, out: pathlib.Path) -> None:
         torch.manual_seed(_SEED)
         model = model_class(config)
     model.save_pretrained(out)
+    # save_pretrained silently writes nothing on a torch.distributed rank other than 0.
+    if not (out / "config.json").is_file() or not list(out.glob("*.safetensors")):
+        raise RuntimeError("the built-in model's weights were not written (built on a distributed rank other than 0?)")
 
 
 def _build_tiny_llama(out: pathlib.Path) -> None:

@@ -26,7 +26,7 @@ from forge.errors import BadRequest, Conflict, NotFound, one_line
 from forge.feed import ChangeFeed
 from forge.registry import DatasetRecord, JobRecord, ModelRecord, Registry
 from forge.schemas import ACTIVE_STATUSES, TrainingRequest, TrainingStatus, ValidationReport, utc_iso
-from forge.settings import MANAGER_NAME, RAY_NAMESPACE, Settings
+from forge.settings import RAY_NAMESPACE, Settings
 from forge.sources import resolve_dataset_path, resolve_model_source
 from forge.storage import Storage
 from forge.training.checkpoints import latest_registered_step
@@ -200,7 +200,7 @@ class TrainingManager:
             dataset_path=str(prepared.dataset_path), dataset_format=prepared.dataset_format,
             output_dir=str(self.storage.staging_dir(job_id)),
             builtin_dir=str(self.storage.builtin_dir), runs_dir=str(self.storage.runs_dir),
-            manager_name=ray.get_runtime_context().get_actor_name() or MANAGER_NAME, namespace=RAY_NAMESPACE,
+            manager_name=self.settings.manager_name, namespace=RAY_NAMESPACE,
             trust_remote_code=self.settings.trust_remote_code,
             max_failures=self.settings.max_worker_failures,
         )
@@ -462,7 +462,7 @@ def get_or_create_manager(settings: Settings):
     return (
         ray.remote(TrainingManager)
         .options(
-            name=MANAGER_NAME,
+            name=settings.manager_name,
             namespace=RAY_NAMESPACE,
             lifetime="detached",
             get_if_exists=True,

@@ -24,6 +24,10 @@ RAY_NAMESPACE = "modelforge"
 class Settings(BaseModel):
     home: Path = Field(description="FORGE_HOME: registry, built-in models, local state.")
     storage: Path = Field(description="FORGE_STORAGE: datasets, runs and models (defaults to FORGE_HOME).")
+    manager_name: str = Field(
+        MANAGER_NAME, min_length=1,
+        description="FORGE_MANAGER_NAME: the TrainingManager actor's name; two services in one cluster need two.",
+    )
     max_concurrent_jobs: int = Field(1, ge=1, description="FORGE_MAX_CONCURRENT_JOBS: 409 beyond this.")
     max_upload_mb: float = Field(1024, gt=0, description="FORGE_MAX_UPLOAD_MB: larger uploads get 413.")
     dataset_roots: list[Path] = Field(
@@ -48,6 +52,8 @@ class Settings(BaseModel):
         storage = Path(env.get("FORGE_STORAGE", str(home))).expanduser().resolve()
         roots = [Path(p).expanduser().resolve() for p in env.get("FORGE_DATASET_ROOTS", "").split(os.pathsep) if p]
         values: dict = {"home": home, "storage": storage, "dataset_roots": roots}
+        if env.get("FORGE_MANAGER_NAME"):
+            values["manager_name"] = env["FORGE_MANAGER_NAME"]
         if "FORGE_MAX_CONCURRENT_JOBS" in env:
             values["max_concurrent_jobs"] = env["FORGE_MAX_CONCURRENT_JOBS"]
         if "FORGE_MAX_UPLOAD_MB" in env:

@@ -8,6 +8,7 @@ normal finish too, which avoids Train's leaked-controller trap.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -28,9 +29,14 @@ class JobRunner:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
+        from forge.builtin import ensure_builtin, is_builtin
         from forge.training.spec import JobSpec
 
         job = JobSpec.model_validate(spec)
+        if is_builtin(job.model_source):
+            # Built here, before any worker starts: transformers writes no weights from a
+            # process whose torch.distributed rank is not 0, so a worker must never build it.
+            ensure_builtin(job.model_source, Path(job.builtin_dir))
         if job.request.provider == "unsloth":
             # Runs in the unsloth venv (this runner's runtime_env); its entry imports unsloth first.
             from forge.training.unsloth_worker import train_worker_unsloth as train_loop

@@ -262,3 +262,28 @@ def test_models_share_the_cache_without_clashing(cache):
     dirs = {name: ensure_builtin(name, cache) for name in NAMES}
     assert len(set(dirs.values())) == len(NAMES)
     assert all(d.parent == cache for d in dirs.values())
+
+
+_BUILD_ON_RANK_ONE = """
+import sys, torch.distributed as dist
+from forge.builtin import ensure_builtin
+dist.init_process_group("gloo", init_method=sys.argv[1], rank=int(sys.argv[2]), world_size=2)
+if dist.get_rank() == 1:
+    try:
+        ensure_builtin("forge/tiny-llama", sys.argv[3])
+    except RuntimeError as error:
+        print("refused:", error)
+dist.barrier()
+"""
+
+
+def test_a_build_on_a_distributed_rank_other_than_0_fails_loudly_and_leaves_no_model(tmp_path):
+    # transformers' save_pretrained writes no weights on rank != 0; a cache with a
+    # tokenizer and a marker but no weights once broke every later job.
+    init = f"file://{tmp_path / 'rendezvous'}"
+    ranks = [subprocess.Popen([sys.executable, "-c", _BUILD_ON_RANK_ONE, init, str(rank), str(tmp_path / "cache")],
+                              stdout=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    assert all(rank.returncode == 0 for rank in ranks)
+    assert "refused: the built-in model's weights were not written" in outputs[1]
+    assert not (tmp_path / "cache" / "forge--tiny-llama").exists()
