@@ -32,6 +32,9 @@ def load_trained_model(model_dir: Path, builtin_dir: Path, *, trust_remote_code:
     from peft import PeftModel
 
     meta = json.loads((model_dir / "forge.json").read_text())
+    if not (model_dir / "adapter_model.safetensors").is_file():
+        # PEFT would fall back to a pickled adapter_model.bin; we only ever write safetensors.
+        raise FileNotFoundError(f"{model_dir} has no adapter_model.safetensors")
     kind = meta.get("model_kind", "causal-lm")
     base = load_model(kind, meta["base_model_source"], builtin_dir, trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(base, str(model_dir)).eval()

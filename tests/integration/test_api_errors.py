@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,17 @@ def test_wrong_method_is_405_in_error_shape(service: Service):
         ({"model_name": ""}, "model_name"),
         ({"num_epochs": 3}, "num_epochs"),
         ({"eval_split": 1.0}, "eval_split"),
+        ({"lora_r": "sixteen"}, "lora_r"),
+        ({"num_train_epochs": 1.5}, "num_train_epochs"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+        ({"per_device_train_batch_size": -1}, "per_device_train_batch_size"),
+        ({"provider": "deepspeed"}, "provider"),
+        ({"optim": "lion"}, "optim"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"save_steps": 0}, "save_steps"),
+        ({"save_total_limit": 0}, "save_total_limit"),
+        ({"num_workers": 0}, "num_workers"),
+        ({"use_4bit": "maybe"}, "use_4bit"),
     ],
 )
 def test_invalid_training_request_is_400_never_422(service: Service, fields: dict, field_name: str):
@@ -130,7 +142,9 @@ def test_too_few_examples_is_400(service: Service, tmp_path: Path):
     assert "at least 10" in json.dumps(body["validation"])
 
 
-@pytest.mark.parametrize("name", ["../../x.jsonl", "a/b.jsonl", ".hidden.jsonl", "data.txt"])
+@pytest.mark.parametrize(
+    "name", ["../../x.jsonl", "a/b.jsonl", ".hidden.jsonl", "data.txt", "/etc/passwd", "x" * 300 + ".jsonl"]
+)
 def test_unsafe_upload_filename_is_400(service: Service, name: str):
     before = _datasets_dir_listing(service)
     assert_error_shape(service.upload(SAMPLE_DATASET, name=name), 400)
@@ -176,3 +190,73 @@ def test_bad_generate_request_is_400(service: Service, fields: dict):
 
 def test_status_of_unknown_job_is_404(service: Service):
     assert_error_shape(service.get("/api/training_status", params={"job_id": "train_000000"}), 404)
+
+
+def test_a_ten_megabyte_line_is_413_and_a_long_garbage_line_is_400_without_echo(service: Service, tmp_path: Path):
+    """The session allows 2 MB uploads: a 10 MB line is refused while it streams in."""
+    before = _datasets_dir_listing(service)
+    huge = tmp_path / "huge-line.jsonl"
+    huge.write_text(json.dumps({"input": "q" * 10 * 1024 * 1024, "output": "a"}) + "\n")
+    assert_error_shape(service.upload(huge), 413)
+    garbage = tmp_path / "garbage-line.jsonl"
+    garbage.write_text("SECRET-" * 200_000 + "\n")  # about 1.4 MB, not JSON
+    response = service.upload(garbage)
+    assert_error_shape(response, 400)
+    # The error names the line and the problem; it does not send the file back.
+    assert "SECRET" not in response.text and len(response.content) < 10_000
+    assert _datasets_dir_listing(service) == before
+
+
+def test_a_dataset_path_through_a_symlink_out_of_the_roots_is_400(service: Service, tmp_path: Path):
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text(SAMPLE_DATASET.read_text())
+    link = Path(service.home) / "dataset-root" / "escape.jsonl"
+    link.symlink_to(outside)
+    try:
+        body = assert_error_shape(service.start(dataset=str(link)), 400)
+        assert "FORGE_DATASET_ROOTS" in body["detail"] or "outside" in body["detail"]
+    finally:
+        link.unlink()
+
+
+def test_a_dataset_for_another_task_is_400_naming_the_formats(service: Service):
+    preference = SAMPLE_DATASET.parent / "preference.jsonl"
+    uploaded = service.upload(preference, name="wrong_task.jsonl").json()["filename"]
+    body = assert_error_shape(service.start(dataset=uploaded, task="summarization"), 400)
+    assert "preference rows" in body["detail"] and "pairs" in body["detail"]
+
+
+def test_no_route_serves_dataset_or_model_files(service: Service, tmp_path: Path):
+    secret = "SECRET-ROW-" + "7" * 12
+    rows = tmp_path / "secret.jsonl"
+    rows.write_text("\n".join(json.dumps({"input": f"{secret} {i}", "output": secret}) for i in range(12)) + "\n")
+    name = service.upload(rows).json()["filename"]
+    models = service.get("/api/models").json()["models"]
+    probes = [f"/{name}", f"/datasets/{name}", f"/api/datasets/{name}", f"/api/upload_dataset/{name}",
+              "/forge.db", "/api/forge.db", "/static/forge.db", f"/api/datasets?filename={name}"]
+    for model in models[:1]:
+        probes += [f"/models/{model['id']}/adapter_model.safetensors",
+                   f"/api/models/{model['id']}/adapter_model.safetensors", f"/api/models/{model['id']}/files"]
+    for path in probes:
+        response = service.get(path)
+        assert secret not in response.text and b"SQLite format" not in response.content, path
+        assert b"safetensors" not in response.content[:8], path
+    listing = service.get("/api/datasets")
+    assert listing.status_code == 200 and secret not in listing.text
+
+
+def test_generate_while_the_model_is_deleted_is_200_or_404_never_500(service: Service, dataset: str):
+    job_id = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
+    deadline_status = {"completed", "failed", "stopped", "interrupted"}
+    model_id = service.wait_for(lambda s: s["status"] in deadline_status, job_id)["model_id"]
+    body = {"model_id": model_id, "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        generating = [pool.submit(service.post, "/api/playground/generate", json=body) for _ in range(6)]
+        deleted = pool.submit(service.delete, f"/api/models/{model_id}")
+        codes = [future.result().status_code for future in generating]
+    assert deleted.result().status_code == 200
+    assert set(codes) <= {200, 404}, codes
+    for response in (future.result() for future in generating):
+        if response.status_code == 404:
+            assert_error_shape(response, 404)
+    assert_error_shape(service.post("/api/playground/generate", json=body), 404)
