@@ -111,10 +111,10 @@ def test_text_generation_rlhf_reward_model_then_policy(service: Service, uploade
                    strategy="rlhf", num_train_epochs=2)
     metrics = detail["metrics"]
     assert_finite(metrics, "reward_model_accuracy", "policy_reward_before", "policy_reward_after", "final_loss")
-    assert metrics["reward_model_accuracy"] > 0.5
-    # The policy stage ran and was measured. Its mean reward does not yet rise reliably on this
-    # random-init tiny model (see the note on issue 3), so only the reward model's signal is asserted.
-    assert metrics["policy_reward_after"] != metrics["policy_reward_before"]
+    assert metrics["reward_model_accuracy"] > 0.8
+    # The policy learned what the reward model prefers: its sampled answers to held-out
+    # prompts score higher after the policy stage than before it.
+    assert metrics["policy_reward_after"] > metrics["policy_reward_before"]
     assert metrics["train_steps"] > 0 and math.isfinite(metrics["final_mean_reward"])
     model_dir = Path(service.home) / "models" / str(detail["id"])
     assert (model_dir / "reward_model" / "adapter_model.safetensors").is_file()

@@ -1,7 +1,7 @@
 """The training recipe itself, in-process: real TRL SFT with a PEFT LoRA on forge/tiny-llama.
 
 The Ray-side wiring is covered by the integration tests; here a recording
-`JobLink` stands in for the TrainingManager so the recipe can be checked fast.
+`JobLink` (tests/training/recording.py) stands in for the TrainingManager.
 """
 
 from __future__ import annotations
@@ -10,31 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+from recording import RecordingLink, make_spec
 
-from forge.schemas import TrainingRequest
 from forge.training.checkpoints import FolderCheckpoints, list_checkpoints
-from forge.training.options import Hardware, resolve_options
 from forge.training.spec import JobSpec
 from forge.training.worker import run_training
-
-SAMPLE_DATASET = Path(__file__).resolve().parents[2] / "examples" / "datasets" / "text_generation.jsonl"
-
-
-class RecordingLink:
-    def __init__(self, stop_after_step: int | None = None) -> None:
-        self.updates: list[dict] = []
-        self.events: list[tuple[str, dict]] = []
-        self.stop_after_step = stop_after_step
-
-    def progress(self, update: dict) -> None:
-        self.updates.append(update)
-
-    def stop_requested(self) -> bool:
-        steps = [u["current_step"] for u in self.updates if "current_step" in u]
-        return self.stop_after_step is not None and bool(steps) and max(steps) >= self.stop_after_step
-
-    def event(self, kind: str, data: dict) -> None:
-        self.events.append((kind, data))
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +23,7 @@ def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _spec(tmp_path: Path, builtin_dir: Path, **fields) -> JobSpec:
-    request = TrainingRequest(task="text-generation", model_name="forge/tiny-llama", dataset="sample", **fields)
-    options, _ = resolve_options(request, Hardware(cpus=2))
-    return JobSpec(
-        job_id="train_recipe", request=request, options=options, model_source="forge/tiny-llama",
-        dataset_path=str(SAMPLE_DATASET), dataset_format="pairs", output_dir=str(tmp_path / "adapter"), builtin_dir=str(builtin_dir),
-        runs_dir=str(tmp_path / "runs"), manager_name="unused", namespace="unused",
-    )
+    return make_spec(tmp_path, builtin_dir, **fields)
 
 
 def test_sft_loss_falls_and_the_adapter_is_saved(tmp_path: Path, builtin_dir: Path):

@@ -1,0 +1,50 @@
+"""What the in-process recipe tests share: a JobLink that records, and a JobSpec builder.
+
+The recording link stands in for the TrainingManager (the integration tests cover
+the real one); training, models and files are real.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forge.schemas import TrainingRequest
+from forge.training.options import Hardware, resolve_options
+from forge.training.spec import JobSpec
+
+DATASETS = Path(__file__).resolve().parents[2] / "examples" / "datasets"
+
+
+class RecordingLink:
+    def __init__(self, stop_after_step: int | None = None) -> None:
+        self.updates: list[dict] = []
+        self.events: list[tuple[str, dict]] = []
+        self.stop_after_step = stop_after_step
+
+    def progress(self, update: dict) -> None:
+        self.updates.append(update)
+
+    def stop_requested(self) -> bool:
+        steps = self.steps()
+        return self.stop_after_step is not None and bool(steps) and max(steps) >= self.stop_after_step
+
+    def event(self, kind: str, data: dict) -> None:
+        self.events.append((kind, data))
+
+    def steps(self) -> list[int]:
+        return [u["current_step"] for u in self.updates if "current_step" in u]
+
+    def losses(self) -> list[float]:
+        return [u["loss"] for u in self.updates if "loss" in u]
+
+
+def make_spec(tmp_path: Path, builtin_dir: Path, *, dataset: str = "text_generation", dataset_format: str = "pairs",
+              **fields) -> JobSpec:
+    request = TrainingRequest(model_name="forge/tiny-llama", dataset=dataset, **{"task": "text-generation", **fields})
+    options, _ = resolve_options(request, Hardware(cpus=2))
+    return JobSpec(
+        job_id="train_recipe", request=request, options=options, model_source="forge/tiny-llama",
+        dataset_path=str(DATASETS / f"{dataset}.jsonl"), dataset_format=dataset_format,
+        output_dir=str(tmp_path / "adapter"), builtin_dir=str(builtin_dir), runs_dir=str(tmp_path / "runs"),
+        manager_name="unused", namespace="unused",
+    )
