@@ -96,3 +96,23 @@ def test_a_run_resumes_from_its_latest_checkpoint_not_from_step_zero(tmp_path: P
     resumed_losses = [u["loss"] for u in second.updates if "loss" in u]
     straight_losses = [u["loss"] for u in straight.updates if "loss" in u]
     assert resumed_losses == pytest.approx(straight_losses[6:], rel=1e-3)
+
+
+def test_a_save_that_fails_midway_leaves_no_model_where_the_manager_looks(tmp_path: Path, builtin_dir: Path):
+    """The adapter is written to a `.partial` folder and renamed only when complete."""
+    from peft import LoraConfig, get_peft_model
+
+    from forge.training.common import RecipeResult
+    from forge.training.providers import load_model, load_tokenizer
+    from forge.training.worker import save_model
+
+    spec = _spec(tmp_path, builtin_dir, max_steps=1)
+    model = get_peft_model(load_model("causal-lm", "forge/tiny-llama", builtin_dir),
+                           LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    broken = RecipeResult(model=model, tokenizer=load_tokenizer("forge/tiny-llama", builtin_dir),
+                          extra_dirs={"reward_model": tmp_path / "missing"})
+    with pytest.raises(FileNotFoundError):
+        save_model(broken, spec, {})
+    # The manager registers only a folder with forge.json at output_dir: there is none.
+    assert not Path(spec.output_dir).exists()
+    assert (Path(spec.output_dir).with_name("adapter.partial") / "adapter_model.safetensors").is_file()
