@@ -42,6 +42,8 @@ _UNSLOTH_NOT_ASKED = ProviderStatus(available=False, detail="not probed")
 _FORMAT_FIELDS_HINT = (
     "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer"
 )
+# Ray gives the head node, and only it, this resource.
+HEAD_NODE_RESOURCE = "node:__internal_head__"
 # A job in one of these states can be continued with POST /api/jobs/{job_id}/resume.
 RESUMABLE_STATUSES = frozenset({"interrupted", "stopped", "failed"})
 # Fields of a progress update a worker may set.
@@ -468,6 +470,8 @@ def get_or_create_manager(settings: Settings):
             get_if_exists=True,
             max_restarts=-1,
             num_cpus=0,
+            # On the head node, always: the registry file it owns must outlive worker-node churn.
+            resources={HEAD_NODE_RESOURCE: 0.001},
             runtime_env={"env_vars": RUNNER_ENV},
         )
         .remote(settings)

@@ -36,7 +36,8 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
     port = _free_port()
 
-    context = ray.init(num_cpus=2, namespace="modelforge-tests", log_to_driver=False)
+    # "local": always a fresh instance, never one a `ray start` elsewhere on this machine left behind.
+    context = ray.init(address="local", num_cpus=2, namespace="modelforge-tests", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     from deployments.app import AppArgs, build_app
 

@@ -36,7 +36,8 @@ class ServeProcess:
 
     def __init__(self, config: Path, home: Path, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FORGE_"))}
-        env.update(FORGE_HOME=str(home), RAY_TRAIN_ENABLE_PRINT_PATCH="0")
+        # RAY_ADDRESS=local: `serve run` starts its own instance, as on a machine with no other Ray.
+        env.update(FORGE_HOME=str(home), RAY_TRAIN_ENABLE_PRINT_PATCH="0", RAY_ADDRESS="local")
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "serve"), "run", str(config)], cwd=REPO, env=env,
