@@ -37,7 +37,7 @@ test: install
 # Benchmarks (not tests): each script compares ours with the bare library in one run
 # and records its figures in docs/benchmarks.md.
 bench: install
-	for script in bench/*.py; do $(BIN)/python $$script --write || exit 1; done
+	for script in bench/[!_]*.py; do $(BIN)/python $$script --write || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(UNSLOTH_VENV) .forge .pytest_cache

@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
 from datetime import date
 from pathlib import Path
+
+from _table import machine, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
@@ -104,28 +105,11 @@ def main() -> None:
         baseline = statistics.median(r[figure] for r in results["huggingface"])
         row = {"figure": f"provider {figure}", "ours": round(ours, 2), "baseline": round(baseline, 2),
                "ratio": round(ours / baseline, 3), "goal": goal, "repeats": repeats, "steps": steps,
-               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU", "date": date.today().isoformat()}
+               "machine": machine(), "date": date.today().isoformat()}
         print(json.dumps(row))
         rows.append(row)
     if args.write:
-        write_table(rows)
-
-
-def write_table(rows: list[dict]) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    marker = "<!-- bench/providers.py -->"
-    table = [marker, "| figure | unsloth | huggingface | ratio | goal | machine | date |", "|---|---|---|---|---|---|---|"]
-    table += [f"| {r['figure']} | {r['ours']} | {r['baseline']} | {r['ratio']} | {r['goal']} | {r['machine']} | "
-              f"{r['date']} |" for r in rows]
-    table.append(marker)
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if marker in text:
-        head, _, rest = text.partition(marker)
-        _, _, tail = rest.partition(marker)
-        text = head + "\n".join(table) + tail
-    else:
-        text += "\n".join(table) + "\n"
-    path.write_text(text)
+        write_table("providers.py", "unsloth", "huggingface", rows)
 
 
 if __name__ == "__main__":

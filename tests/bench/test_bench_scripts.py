@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = sorted((REPO / "bench").glob("*.py"))
+# Modules starting with "_" are shared helpers, not benchmarks.
+SCRIPTS = sorted(s for s in (REPO / "bench").glob("*.py") if not s.name.startswith("_"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])

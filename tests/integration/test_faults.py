@@ -42,11 +42,11 @@ def _events(service: Service, job_id: str) -> list[dict]:
     return response.json()["events"]
 
 
-def _wait_for_event(service: Service, job_id: str, kind: str, timeout: float = 180) -> dict:
+def _wait_for_event(service: Service, job_id: str, kind: str, count: int = 1, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [e for e in _events(service, job_id) if e["kind"] == kind]
-        if found:
+        if len(found) >= count:
             return found[0]
         time.sleep(0.2)
     raise AssertionError(f"no {kind!r} event for {job_id} within {timeout}s: {_events(service, job_id)}")
@@ -111,7 +111,9 @@ def test_a_killed_manager_restarts_and_the_interrupted_job_resumes(service: Serv
                              gradient_accumulation_steps=1, eval_split=0)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
-    _wait_for_event(service, job_id, "checkpoint")
+    # A checkpoint counts once Ray Train's controller has recorded it, a moment after the
+    # worker's report returns: by the second checkpoint the first one surely is.
+    _wait_for_event(service, job_id, "checkpoint", count=2)
 
     ray.kill(ray.get_actor("training_manager", namespace="modelforge"), no_restart=False)
 

@@ -71,11 +71,12 @@ def _digest(folder: Path) -> dict[str, str]:
             for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
-def _wait_for_checkpoint(service: Service, job_id: str, timeout: float = 180) -> None:
+def _wait_for_checkpoints(service: Service, job_id: str, count: int = 2, timeout: float = 180) -> None:
+    """Until `count` checkpoint events: by the second, Ray Train has surely recorded the first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
-        if any(e["kind"] == "checkpoint" for e in events):
+        if sum(e["kind"] == "checkpoint" for e in events) >= count:
             return
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} wrote no checkpoint within {timeout}s")
@@ -100,7 +101,7 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         assert finished["status"] == "completed"
         cut_off = service.start(dataset=dataset, max_steps=250, save_steps=5, per_device_train_batch_size=2,
                                 gradient_accumulation_steps=1, eval_split=0).json()["job_id"]
-        _wait_for_checkpoint(service, cut_off)
+        _wait_for_checkpoints(service, cut_off)
         before = {
             "models": service.get("/api/models").json(),
             "datasets": service.get("/api/datasets").json(),
