@@ -321,11 +321,14 @@ class TrainingManager:
         if record.status in ("queued", "starting"):
             changes["status"] = "training"
             changes["total_epochs"] = job.spec.request.num_train_epochs if job.spec else 0
+        # The history is keyed by the step the worker reports (a resumed run redoes some
+        # steps; the status's current_step meanwhile stays where users last saw it).
+        reported = int(update.get("current_step") or step)
         if "loss" in update and update["loss"] is not None:
-            self.registry.add_metrics(job_id, step, {k: update[k] for k in ("loss", "learning_rate", "grad_norm")
+            self.registry.add_metrics(job_id, reported, {k: update[k] for k in ("loss", "learning_rate", "grad_norm")
                                                      if update.get(k) is not None})
         if "eval_loss" in update:
-            self.registry.add_metrics(job_id, step, {"eval_loss": update["eval_loss"]})
+            self.registry.add_metrics(job_id, reported, {"eval_loss": update["eval_loss"]})
         if changes:
             self._update(job_id, **changes)
 
@@ -344,6 +347,9 @@ class TrainingManager:
         elif kind == "workers_started":
             job.worker_starts += 1
             resumed = data.get("resumed_step")
+            if job.worker_starts > 1 or resumed is not None:
+                # Steps after the checkpoint are redone: their first losses belong to lost work.
+                self.registry.forget_metrics_after(job_id, resumed or 0)
             where = f"from the checkpoint at step {resumed}" if resumed is not None else "from step 0"
             if job.worker_starts > 1:
                 assert job.spec is not None

@@ -215,6 +215,10 @@ class Registry:
             (job_id, step, utc_iso(), json.dumps(data)),
         )
 
+    def forget_metrics_after(self, job_id: str, step: int) -> None:
+        """Drop the history past `step`: a run resumed from there redoes those steps."""
+        self._db.execute("DELETE FROM job_metrics WHERE job_id = ? AND step > ?", (job_id, step))
+
     def metrics(self, job_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT step, data FROM job_metrics WHERE job_id = ? ORDER BY rowid", (job_id,))
         return [{"step": r["step"], **json.loads(r["data"])} for r in rows.fetchall()]

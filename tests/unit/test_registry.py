@@ -170,6 +170,18 @@ def test_metrics_in_order(registry):
     ]
 
 
+def test_a_resumed_run_replaces_the_history_after_its_checkpoint(registry):
+    registry.add_job("job-1", REQUEST, "training")
+    registry.add_job("job-2", REQUEST, "training")
+    for step in (1, 2, 3, 4):
+        registry.add_metrics("job-1", step, {"loss": 5.0 - step})
+    registry.add_metrics("job-2", 4, {"loss": 9.0})
+    registry.forget_metrics_after("job-1", 2)  # resumed from the checkpoint at step 2
+    registry.add_metrics("job-1", 3, {"loss": 1.5})
+    assert registry.metrics("job-1") == [{"step": 1, "loss": 4.0}, {"step": 2, "loss": 3.0}, {"step": 3, "loss": 1.5}]
+    assert registry.metrics("job-2") == [{"step": 4, "loss": 9.0}]
+
+
 # ------------------------------------------------------------------ models
 
 
