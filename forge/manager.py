@@ -89,10 +89,7 @@ class TrainingManager:
         # Jobs that were active in a previous life of this actor lost their
         # runner with it (runners are owned by the manager).
         for job in self.registry.jobs_with_status(set(ACTIVE_STATUSES)):
-            checkpoint = self._latest_checkpoint_step(job.job_id)
-            message = "the service stopped while this job was running; " + (
-                f"its checkpoint at step {checkpoint} is kept: POST /api/jobs/{job.job_id}/resume continues it"
-                if checkpoint is not None else "it had no checkpoint yet: resuming starts it over")
+            message = self._interrupted_message(job.job_id, "the service stopped while this job was running")
             self.registry.update_job(job.job_id, status="interrupted", finished_at=utc_iso(), message=message)
             self.registry.add_event(job.job_id, "interrupted", message)
 
@@ -212,6 +209,12 @@ class TrainingManager:
         self._publish(job_id)
         job.task = asyncio.get_running_loop().create_task(self._run(job))
 
+    def _interrupted_message(self, job_id: str, cause: str) -> str:
+        checkpoint = self._latest_checkpoint_step(job_id)
+        return f"{cause}; " + (
+            f"its checkpoint at step {checkpoint} is kept: POST /api/jobs/{job_id}/resume continues it"
+            if checkpoint is not None else "it had no checkpoint yet: resuming starts it over")
+
     def _latest_checkpoint_step(self, job_id: str) -> Optional[int]:
         return latest_registered_step(self.storage.run_dir(job_id))
 
@@ -258,9 +261,13 @@ class TrainingManager:
                 self._finish(job_id, "completed", "Training completed", model_id=model.id, progress=100.0)
                 # The model is registered; its checkpoints have nothing left to resume.
                 self.storage.remove_tree(self.storage.run_dir(job_id))
-        except Exception as error:  # the job fails; the manager lives on
+        except Exception as error:  # the job ends; the manager lives on
             if job.stop_requested:
                 self._finish(job_id, "stopped", "Training stopped by request")
+            elif isinstance(error, ray.exceptions.RayActorError) and job.failure is None:
+                # The runner process was lost (its node went down, e.g. the service is
+                # stopping), not a training error: the job can continue from its checkpoint.
+                self._finish(job_id, "interrupted", self._interrupted_message(job_id, "its runner was lost"))
             else:
                 log.exception("job %s failed", job_id)
                 self._finish(job_id, "failed", f"Training failed: {job.failure or one_line(error)}")
