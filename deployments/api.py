@@ -6,7 +6,6 @@ response. The ingress holds no state of its own. No torch here.
 
 
 import asyncio
-import uuid
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Optional
 
@@ -123,18 +122,26 @@ class ApiIngress:
         filename = datasets.sanitize_filename(file.filename)
         if format is not None and format not in datasets.FORMATS:
             raise BadRequest(f"unknown dataset format {format!r}; known: {', '.join(datasets.FORMATS)}")
-        staged = self.storage.datasets_dir / f".upload-{uuid.uuid4().hex}.part"
+        # The upload is validated from a local file: on a local or mounted storage that file
+        # is already in datasets/ (hidden), so registering it is a rename; on an object store
+        # it is copied up once valid.
+        staged = self.storage.upload_staging_path()
+        local = FilePath(staged) if self.storage.is_local else self.storage.scratch_dir / staged.rsplit("/", 1)[-1]
         try:
-            await self._copy_upload(file, staged, limit)
-            report = await asyncio.to_thread(datasets.validate_jsonl, staged, format)
+            await self._copy_upload(file, local, limit)
+            report = await asyncio.to_thread(datasets.validate_jsonl, local, format)
             if not report.valid:
                 raise BadRequest(
                     f"{filename} is not a valid dataset: {report.total_errors} error(s)",
                     extra={"validation": report.model_dump()},
                 )
-            record = await self.manager.register_dataset.remote(str(staged), filename, report.model_dump())
+            if not self.storage.is_local:
+                await asyncio.to_thread(self.storage.put, local, staged)
+            record = await self.manager.register_dataset.remote(staged, filename, report.model_dump())
         finally:
-            staged.unlink(missing_ok=True)
+            local.unlink(missing_ok=True)
+            if not self.storage.is_local:
+                await asyncio.to_thread(self.storage.remove_tree, staged)
         notes = []
         if record["filename"] != filename:
             notes.append(f"a dataset named {filename} exists; stored as {record['filename']}")

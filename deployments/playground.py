@@ -31,12 +31,14 @@ class Playground:
     async def get_model(self, model_id: str):
         from forge.inference import load_trained_model
 
-        return await asyncio.to_thread(
-            load_trained_model,
-            self.storage.model_dir(int(model_id)),
-            self.storage.builtin_dir,
-            trust_remote_code=self.settings.trust_remote_code,
-        )
+        def load():
+            # Any replica, on any node, loads any model: from shared storage, through a
+            # local copy when the storage is an object store.
+            folder = self.storage.local_copy(self.storage.model_dir(int(model_id)), f"model-{model_id}")
+            return load_trained_model(folder, self.storage.builtin_dir,
+                                      trust_remote_code=self.settings.trust_remote_code)
+
+        return await asyncio.to_thread(load)
 
     async def generate(self, request: dict[str, Any]) -> dict[str, Any]:
         from forge.inference import respond

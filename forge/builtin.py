@@ -97,7 +97,12 @@ def ensure_builtin(name: str, cache_dir: pathlib.Path) -> pathlib.Path:
             shutil.rmtree(stale, ignore_errors=True)
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{slug}.tmp-", dir=cache_dir))
         try:
-            _BUILDERS[name](tmp)
+            if _on_a_distributed_rank_other_than_0():
+                # transformers writes no weights from such a process (a training worker of rank
+                # 1 on a node whose FORGE_HOME has no copy yet): build in a fresh process.
+                _build_in_subprocess(name, tmp)
+            else:
+                _BUILDERS[name](tmp)
             marker = {"name": name, "kind": BUILTIN_KINDS[name], "seed": _SEED, "version": _BUILD_VERSION}
             (tmp / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             # mkdtemp (and save_pretrained for the weights) leave things owner-only, unlike
@@ -110,6 +115,26 @@ def ensure_builtin(name: str, cache_dir: pathlib.Path) -> pathlib.Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _on_a_distributed_rank_other_than_0() -> bool:
+    import sys
+
+    if "torch" not in sys.modules:  # torch.distributed cannot be initialized without torch
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
+def _build_in_subprocess(name: str, out: pathlib.Path) -> None:
+    import subprocess
+    import sys
+
+    # Without the launcher's variables the child is a plain single process.
+    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"}}
+    code = "import pathlib, sys; from forge.builtin import _BUILDERS; _BUILDERS[sys.argv[1]](pathlib.Path(sys.argv[2]))"
+    subprocess.run([sys.executable, "-c", code, name, str(out)], env=env, check=True, capture_output=True)
 
 
 # --- corpus -------------------------------------------------------------------------

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import ray
@@ -56,7 +53,7 @@ class _PreparedJob:
     options: ResolvedOptions
     notes: list[str]
     model_source: str
-    dataset_path: Path
+    dataset_location: str  # a path, or a URI in FORGE_STORAGE
     dataset_format: str
 
 
@@ -106,25 +103,24 @@ class TrainingManager:
 
     # -------------------------------------------------------------- datasets
 
-    async def register_dataset(self, upload_path: str, filename: str, report: dict[str, Any]) -> dict[str, Any]:
-        """Move a validated upload into place under a free name and record it."""
-        staged = Path(upload_path)
+    async def register_dataset(self, staged: str, filename: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Move a validated upload (a storage path) into place under a free name and record it."""
         validation = ValidationReport.model_validate(report)
         try:
             name = versioned_name(sanitize_filename(filename), lambda n: self._dataset_taken(n))
             final = self.storage.dataset_path(name)
-            os.replace(staged, final)
+            await asyncio.to_thread(self.storage.move, staged, final)
         finally:
-            staged.unlink(missing_ok=True)
+            await asyncio.to_thread(self.storage.remove_tree, staged)
         record = DatasetRecord(
             filename=name, format=validation.format, num_examples=validation.num_examples,
-            size_bytes=final.stat().st_size, uploaded_at=utc_iso(),
+            size_bytes=self.storage.size_bytes(final), uploaded_at=utc_iso(),
         )
         self.registry.add_dataset(record)
         return record.model_dump()
 
     def _dataset_taken(self, name: str) -> bool:
-        return self.registry.get_dataset(name) is not None or self.storage.dataset_path(name).exists()
+        return self.registry.get_dataset(name) is not None or self.storage.exists(self.storage.dataset_path(name))
 
     async def list_datasets(self) -> list[dict[str, Any]]:
         return [d.model_dump() for d in self.registry.list_datasets()]
@@ -177,7 +173,7 @@ class TrainingManager:
         capabilities.check_supported(request, await self.unsloth_status() if request.provider == "unsloth"
                                      else _UNSLOTH_NOT_ASKED)
         self._check_capacity()
-        dataset_path, dataset_format = await self._resolve_dataset(request)
+        dataset_location, dataset_format = await self._resolve_dataset(request)
         model_source = await asyncio.to_thread(resolve_model_source, request.model_name)
         hardware = self._hardware()
         if not hardware.has_gpu and request.num_workers > max(1, int(hardware.cpus)):
@@ -189,16 +185,16 @@ class TrainingManager:
             notes.append("provider unsloth without a GPU runs Unsloth's CPU backend (it uses fused AdamW and "
                          "turns packing off)")
         return _PreparedJob(request=request, options=options, notes=notes, model_source=model_source,
-                            dataset_path=dataset_path, dataset_format=dataset_format)
+                            dataset_location=dataset_location, dataset_format=dataset_format)
 
     def _launch(self, record: JobRecord, prepared: _PreparedJob, *, record_notes: bool = True) -> None:
         job_id = record.job_id
         job = ActiveJob(record=record, notes=prepared.notes)
         job.spec = JobSpec(
             job_id=job_id, request=prepared.request, options=prepared.options, model_source=prepared.model_source,
-            dataset_path=str(prepared.dataset_path), dataset_format=prepared.dataset_format,
-            output_dir=str(self.storage.staging_dir(job_id)),
-            builtin_dir=str(self.storage.builtin_dir), runs_dir=str(self.storage.runs_dir),
+            dataset_path=prepared.dataset_location, dataset_format=prepared.dataset_format,
+            output_dir=self.storage.uri(self.storage.staging_dir(job_id)),
+            builtin_dir=str(self.storage.builtin_dir), runs_dir=self.storage.uri(self.storage.runs_dir),
             manager_name=self.settings.manager_name, namespace=RAY_NAMESPACE,
             trust_remote_code=self.settings.trust_remote_code,
             max_failures=self.settings.max_worker_failures,
@@ -216,15 +212,18 @@ class TrainingManager:
             if checkpoint is not None else "it had no checkpoint yet: resuming starts it over")
 
     def _latest_checkpoint_step(self, job_id: str) -> Optional[int]:
-        return latest_registered_step(self.storage.run_dir(job_id))
+        return latest_registered_step(self.storage.uri(self.storage.run_dir(job_id)))
 
-    async def _resolve_dataset(self, request: TrainingRequest) -> tuple[Path, str]:
-        """The dataset's path and row format, checked against what the job trains."""
+    async def _resolve_dataset(self, request: TrainingRequest) -> tuple[str, str]:
+        """Where the dataset is (a path or a storage URI) and its row format, checked against the job."""
         record = self.registry.get_dataset(request.dataset)
         if record is not None:
-            path, row_format = self.storage.dataset_path(record.filename), record.format or "pairs"
+            location = self.storage.uri(self.storage.dataset_path(record.filename))
+            row_format = record.format or "pairs"
         else:
+            # A file under FORGE_DATASET_ROOTS: on a cluster, a folder mounted on every node.
             path = resolve_dataset_path(request.dataset, self.settings.dataset_roots)
+            location = str(path)
             report = await asyncio.to_thread(validate_jsonl, path, None)
             if not report.valid:
                 raise BadRequest(
@@ -238,7 +237,7 @@ class TrainingManager:
                 f"dataset {request.dataset!r} holds {row_format} rows; task {request.task!r} with strategy "
                 f"{request.strategy!r} trains on {' or '.join(wanted)} rows ({_FORMAT_FIELDS_HINT})"
             )
-        return path, row_format
+        return location, row_format
 
     @staticmethod
     def _hardware() -> Hardware:
@@ -286,20 +285,22 @@ class TrainingManager:
     def _register_model(self, job: ActiveJob, metrics: dict[str, Any]) -> ModelRecord:
         assert job.spec is not None
         request = job.spec.request
-        staging = Path(job.spec.output_dir)
-        if not (staging / "forge.json").is_file():
+        staging = self.storage.staging_dir(job.record.job_id)
+        if not self.storage.exists(f"{staging}/forge.json"):
             raise RuntimeError("the run finished without writing an adapter")
 
-        def place_files(model_id: int) -> Path:
+        # Inside the registry's transaction, on the event loop: a rename on a local or
+        # mounted storage; a copy of the adapter's few files on an object store.
+        def place_files(model_id: int) -> str:
             target = self.storage.model_dir(model_id)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
-            return target
+            self.storage.remove_tree(target)
+            self.storage.move(staging, target)
+            return self.storage.display(target)
 
         base = request.model_name.rstrip("/").split("/")[-1]
         return self.registry.add_model(
             place_files=place_files,
-            size_bytes=self.storage.size_bytes,
+            size_bytes=lambda shown: self.storage.size_bytes(self.storage.path_of(shown)),
             name=f"{base}-{request.strategy}-{job.record.job_id.removeprefix('train_')}",
             base_model=request.model_name,
             task=request.task,
@@ -469,7 +470,7 @@ class TrainingManager:
             raise NotFound(f"model {model_id} does not exist")
         # Row first: a crash between the two leaves stray files, never a model without files.
         self.registry.delete_model(model_id)
-        self.storage.remove_tree(Path(model.path))
+        await asyncio.to_thread(self.storage.remove_tree, self.storage.path_of(model.path))
 
 
 def get_or_create_manager(settings: Settings):

@@ -226,11 +226,11 @@ class Registry:
     # ------------------------------------------------------------------ models
 
     def add_model(
-        self, *, place_files: Callable[[int], Path], size_bytes: Callable[[Path], int], **fields: Any
+        self, *, place_files: Callable[[int], str], size_bytes: Callable[[str], int], **fields: Any
     ) -> ModelRecord:
         """Insert a model and move its files into place in one transaction.
 
-        `place_files(model_id)` moves the files and returns their final path; if
+        `place_files(model_id)` moves the files and returns their final location; if
         it raises, the row is rolled back, so no model is registered without files.
         """
         now = utc_iso()

@@ -23,7 +23,10 @@ RAY_NAMESPACE = "modelforge"
 
 class Settings(BaseModel):
     home: Path = Field(description="FORGE_HOME: registry, built-in models, local state.")
-    storage: Path = Field(description="FORGE_STORAGE: datasets, runs and models (defaults to FORGE_HOME).")
+    storage: str = Field(
+        description="FORGE_STORAGE: datasets, runs and models (defaults to FORGE_HOME): a local or mounted path, "
+        "or an object-store URI such as s3://bucket/prefix.",
+    )
     manager_name: str = Field(
         MANAGER_NAME, min_length=1,
         description="FORGE_MANAGER_NAME: the TrainingManager actor's name; two services in one cluster need two.",
@@ -49,7 +52,9 @@ class Settings(BaseModel):
     def from_env(cls, environ: Optional[dict[str, str]] = None) -> "Settings":
         env = os.environ if environ is None else environ
         home = Path(env.get("FORGE_HOME", ".forge")).expanduser().resolve()
-        storage = Path(env.get("FORGE_STORAGE", str(home))).expanduser().resolve()
+        storage = env.get("FORGE_STORAGE") or str(home)
+        if "://" not in storage:  # a path: resolved once, like FORGE_HOME
+            storage = str(Path(storage).expanduser().resolve())
         roots = [Path(p).expanduser().resolve() for p in env.get("FORGE_DATASET_ROOTS", "").split(os.pathsep) if p]
         values: dict = {"home": home, "storage": storage, "dataset_roots": roots}
         if env.get("FORGE_MANAGER_NAME"):

@@ -1,23 +1,78 @@
 """Where every file of the service lives.
 
-All paths go through `Storage`, so that putting datasets, runs and models on
-shared storage is a change to this module only.
+Two places:
+- FORGE_HOME, local to each node: the registry next to the manager, built-in models.
+- FORGE_STORAGE, shared by every node: datasets, Ray Train runs (checkpoints) and
+  trained models. A local path (an NFS mount on a cluster) or an object-store URI
+  (`s3://bucket/prefix`, `gs://bucket/prefix`), both through pyarrow's filesystem
+  layer, the one Ray Train's `storage_path` uses. Object-store options go in the
+  URI's query, e.g. `s3://bucket/forge?endpoint_override=host:9000&scheme=http`;
+  credentials come from the provider's usual chain (environment, instance role).
+
+Paths inside FORGE_STORAGE are strings in pyarrow's form ("bucket/prefix/models/3"
+for S3, an absolute path locally). Code that needs a real file (a tokenizer, a
+JSONL reader) asks for a local copy: on a local filesystem that is the file itself.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from pathlib import Path
+from typing import Any
 
 from forge.settings import Settings
+
+_URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://", "file://")
+
+
+def is_uri(location: str) -> bool:
+    return location.startswith(_URI_SCHEMES)
+
+
+def open_filesystem(location: str) -> tuple[Any, str]:
+    """The pyarrow filesystem and root path for FORGE_STORAGE (a local path or a URI)."""
+    import pyarrow.fs as pafs
+
+    if is_uri(location):
+        filesystem, root = pafs.FileSystem.from_uri(location)
+        return filesystem, root.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+
+
+def local_file(location: str, scratch: Path) -> Path:
+    """A local file with the content at `location` (a path as is, or a URI copied into scratch)."""
+    if not is_uri(location):
+        return Path(location)
+    import pyarrow.fs as pafs
+
+    filesystem, path = open_filesystem(location)
+    target = scratch / path.rsplit("/", 1)[-1]
+    scratch.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(path, str(target), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
+    return target
+
+
+def publish_folder(local: Path, location: str) -> None:
+    """Copy a local folder to `location` (a path or URI), replacing whatever was there."""
+    import pyarrow.fs as pafs
+
+    filesystem, path = open_filesystem(location)
+    if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+        filesystem.delete_dir(path)
+    pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
 
 
 class Storage:
     def __init__(self, settings: Settings) -> None:
         self.home = settings.home
-        self.root = settings.storage
+        self.location = settings.storage
+        self.fs, self.root = open_filesystem(settings.storage)
+        self.is_local = not is_uri(settings.storage) or settings.storage.startswith("file://")
 
-    # Local to the node that owns the registry / builds models.
+    # ------------------------------------------------ local to each node (FORGE_HOME)
+
     @property
     def database(self) -> Path:
         return self.home / "forge.db"
@@ -26,43 +81,143 @@ class Storage:
     def builtin_dir(self) -> Path:
         return self.home / "builtin"
 
-    # Shared between the manager, training workers and playground replicas.
     @property
-    def datasets_dir(self) -> Path:
-        return self.root / "datasets"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.root / "runs"
+    def cache_dir(self) -> Path:
+        """Local copies of shared files (trained models a playground replica loads)."""
+        return self.home / "cache"
 
     @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
+    def scratch_dir(self) -> Path:
+        """Local files on their way into shared storage (uploads being validated)."""
+        return self.home / "scratch"
 
-    def dataset_path(self, filename: str) -> Path:
-        return self.datasets_dir / filename
+    # ------------------------------------------------ shared (FORGE_STORAGE), pyarrow paths
 
-    def model_dir(self, model_id: int) -> Path:
-        return self.models_dir / str(model_id)
+    @property
+    def datasets_dir(self) -> str:
+        return f"{self.root}/datasets"
 
-    def run_dir(self, job_id: str) -> Path:
+    @property
+    def runs_dir(self) -> str:
+        return f"{self.root}/runs"
+
+    @property
+    def models_dir(self) -> str:
+        return f"{self.root}/models"
+
+    def dataset_path(self, filename: str) -> str:
+        return f"{self.datasets_dir}/{filename}"
+
+    def model_dir(self, model_id: int) -> str:
+        return f"{self.models_dir}/{model_id}"
+
+    def run_dir(self, job_id: str) -> str:
         """The job's Ray Train run (its checkpoints); the run is named by the job id."""
-        return self.runs_dir / job_id
+        return f"{self.runs_dir}/{job_id}"
 
-    def staging_dir(self, job_id: str) -> Path:
-        """Where a job's rank 0 writes the final adapter before it is registered."""
-        return self.models_dir / f".staging-{job_id}"
+    def staging_dir(self, job_id: str) -> str:
+        """Where a job's rank 0 puts the final adapter before it is registered."""
+        return f"{self.models_dir}/.staging-{job_id}"
+
+    def upload_staging_path(self) -> str:
+        """A fresh name for an upload on its way into datasets/ (hidden: never listed)."""
+        return f"{self.datasets_dir}/.upload-{uuid.uuid4().hex}.part"
+
+    def uri(self, path: str) -> str:
+        """`path` as a location another process opens with open_filesystem (query options kept)."""
+        if self.is_local:
+            return path
+        scheme, _, rest = self.location.partition("://")
+        query = rest.partition("?")[2]
+        return f"{scheme}://{path}" + (f"?{query}" if query else "")
+
+    def display(self, path: str) -> str:
+        """How a user reads a shared path: a local path, or scheme://bucket/key without options."""
+        return self.uri(path).partition("?")[0]
+
+    def path_of(self, shown: str) -> str:
+        """The storage path behind display() or uri()."""
+        return shown.partition("?")[0].split("://", 1)[-1] if not self.is_local else shown
 
     def ensure_dirs(self) -> None:
-        for folder in (self.home, self.builtin_dir, self.datasets_dir, self.runs_dir, self.models_dir):
+        for folder in (self.home, self.builtin_dir, self.cache_dir, self.scratch_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        for shared in (self.datasets_dir, self.runs_dir, self.models_dir):
+            self.fs.create_dir(shared, recursive=True)
 
-    @staticmethod
-    def size_bytes(path: Path) -> int:
-        if path.is_file():
-            return path.stat().st_size
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    # ------------------------------------------------ operations on shared paths
 
-    @staticmethod
-    def remove_tree(path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+    def exists(self, path: str) -> bool:
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def size_bytes(self, path: str) -> int:
+        import pyarrow.fs as pafs
+
+        info = self.fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            return info.size
+        if info.type == pafs.FileType.NotFound:
+            return 0
+        found = self.fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        return sum(f.size for f in found if f.type == pafs.FileType.File)
+
+    def remove_tree(self, path: str) -> None:
+        """Delete a file or folder; absent is fine."""
+        import pyarrow.fs as pafs
+
+        kind = self.fs.get_file_info(path).type
+        if kind == pafs.FileType.Directory:
+            self.fs.delete_dir(path)
+        elif kind == pafs.FileType.File:
+            self.fs.delete_file(path)
+
+    def move(self, source: str, target: str) -> None:
+        """Move a file or folder within storage (a rename locally; copy then delete on object stores)."""
+        if self.is_local:
+            os.replace(source, target)
+            return
+        import pyarrow.fs as pafs
+
+        if self.fs.get_file_info(source).type == pafs.FileType.File:
+            self.fs.move(source, target)
+            return
+        pafs.copy_files(source, target, source_filesystem=self.fs, destination_filesystem=self.fs)
+        self.fs.delete_dir(source)
+
+    def put(self, local: Path, target: str) -> None:
+        """Copy a local file or folder to `target` in storage."""
+        import pyarrow.fs as pafs
+
+        if self.is_local:
+            if local.is_dir():
+                shutil.copytree(local, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(local, target)
+            return
+        pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
+
+    def fetch(self, source: str, local: Path) -> Path:
+        """Copy a file or folder from storage to `local`; returns `local`."""
+        import pyarrow.fs as pafs
+
+        # pyarrow creates no local folders: make the tree's root (its subfolders follow).
+        is_folder = self.fs.get_file_info(source).type == pafs.FileType.Directory
+        (local if is_folder else local.parent).mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(source, str(local), source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
+        return local
+
+    def local_copy(self, source: str, name: str) -> Path:
+        """A local path holding `source`: the file itself locally, else a fresh copy under cache_dir/name."""
+        if self.is_local:
+            return Path(source)
+        target = self.cache_dir / name
+        partial = self.cache_dir / f".{name}.{uuid.uuid4().hex}.partial"
+        try:
+            self.fetch(source, partial)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(partial, target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return target

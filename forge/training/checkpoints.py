@@ -118,16 +118,19 @@ def list_checkpoints(run_dir: Path) -> list[tuple[str, int, Path]]:
     return sorted(found, key=lambda item: item[1])
 
 
-def latest_registered_step(run_dir: Path) -> Optional[int]:
-    """The job step of the checkpoint Ray Train resumes `run_dir` from, or None.
+def latest_registered_step(run_dir: str) -> Optional[int]:
+    """The job step of the checkpoint Ray Train resumes `run_dir` (a path or URI) from, or None.
 
     Ray Train's own record decides, not the folders: a checkpoint being copied when
     the service died may be on disk without being registered.
     """
     from ray.train import Result
 
+    from forge.storage import open_filesystem
+
     try:
-        checkpoint = Result.from_path(str(run_dir)).checkpoint
+        filesystem, path = open_filesystem(str(run_dir))
+        checkpoint = Result.from_path(path, storage_filesystem=filesystem).checkpoint
     except Exception:  # no run, or a run that never registered a checkpoint
         return None
     if checkpoint is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from forge.datasets import read_examples
+from forge.storage import local_file
 from forge.training.callbacks import CheckpointCallback, JobLink, ProgressCallback
 from forge.training.checkpoints import TRAINER_FOLDER, CheckpointStore, NoCheckpoints, read_meta
 from forge.training.spec import JobSpec
@@ -75,7 +76,9 @@ class RecipeContext:
 
     def examples(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Canonical rows of the dataset, split into (train, eval) by `eval_split`."""
-        rows = list(read_examples(Path(self.spec.dataset_path), self.spec.dataset_format))
+        # On shared object storage the dataset is copied next to the worker first.
+        path = local_file(self.spec.dataset_path, self.scratch / "dataset")
+        rows = list(read_examples(path, self.spec.dataset_format))
         random.Random(SEED).shuffle(rows)
         eval_size = int(len(rows) * self.request.eval_split)
         return rows[eval_size:], rows[:eval_size]

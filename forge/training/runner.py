@@ -30,6 +30,7 @@ class JobRunner:
         from ray.train.torch import TorchTrainer
 
         from forge.builtin import ensure_builtin, is_builtin
+        from forge.storage import open_filesystem
         from forge.training.spec import JobSpec
 
         job = JobSpec.model_validate(spec)
@@ -42,6 +43,9 @@ class JobRunner:
             from forge.training.unsloth_worker import train_worker_unsloth as train_loop
         else:
             from forge.training.worker import train_worker as train_loop
+        # Checkpoints go to FORGE_STORAGE/runs (a path or an object-store URI), through
+        # the same pyarrow filesystem the rest of the service uses for it.
+        runs_filesystem, runs_path = open_filesystem(job.runs_dir)
         trainer = TorchTrainer(
             train_loop,
             train_loop_config=spec,
@@ -50,7 +54,8 @@ class JobRunner:
                 # The run name is the job id: Ray Train continues a run of the same
                 # name from its latest checkpoint, which is what resuming a job means.
                 name=job.job_id,
-                storage_path=job.runs_dir,
+                storage_path=runs_path,
+                storage_filesystem=runs_filesystem,
                 checkpoint_config=CheckpointConfig(num_to_keep=job.request.save_total_limit),
                 # A crashed worker restarts the whole group, which resumes from the latest checkpoint.
                 failure_config=FailureConfig(max_failures=job.max_failures),

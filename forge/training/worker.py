@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from forge.errors import one_line
+from forge.storage import is_uri, publish_folder
 from forge.training.callbacks import JobLink
-from forge.training.checkpoints import CheckpointStore, NoCheckpoints, RayTrainCheckpoints, read_meta
+from forge.training.checkpoints import (
+    CheckpointStore,
+    NoCheckpoints,
+    RayTrainCheckpoints,
+    read_meta,
+)
 from forge.training.common import Recipe, RecipeContext, RecipeResult
 from forge.training.spec import JobSpec
 
@@ -109,19 +115,21 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
         if is_main:
             if metrics.get("eval_loss") is not None:
                 link.progress({"eval_loss": metrics["eval_loss"]})
-            save_model(result, spec, metrics)
+            save_model(result, spec, metrics, Path(scratch))
     return {"stopped": False, "metrics": metrics}
 
 
-def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any]) -> None:
-    """Write adapter, tokenizer and forge.json to spec.output_dir, atomically."""
+def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scratch: Path) -> None:
+    """Write adapter, tokenizer and forge.json to spec.output_dir (a path or a storage URI), atomically."""
     import sys
 
     import peft
     import transformers
     import trl
 
-    final = Path(spec.output_dir)
+    remote = is_uri(spec.output_dir)
+    # On object storage the folder is written locally first, then copied up whole.
+    final = scratch / "model" if remote else Path(spec.output_dir)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     result.model.save_pretrained(partial)
@@ -146,3 +154,5 @@ def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any]) -> 
     (partial / "forge.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
+    if remote:
+        publish_folder(final, spec.output_dir)

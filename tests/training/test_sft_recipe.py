@@ -112,7 +112,7 @@ def test_a_save_that_fails_midway_leaves_no_model_where_the_manager_looks(tmp_pa
     broken = RecipeResult(model=model, tokenizer=load_tokenizer("forge/tiny-llama", builtin_dir),
                           extra_dirs={"reward_model": tmp_path / "missing"})
     with pytest.raises(FileNotFoundError):
-        save_model(broken, spec, {})
+        save_model(broken, spec, {}, tmp_path / "scratch")
     # The manager registers only a folder with forge.json at output_dir: there is none.
     assert not Path(spec.output_dir).exists()
     assert (Path(spec.output_dir).with_name("adapter.partial") / "adapter_model.safetensors").is_file()

@@ -18,7 +18,7 @@ from forge.sources import resolve_dataset_path, resolve_model_source
 def test_settings_defaults(tmp_path):
     settings = Settings.from_env({"FORGE_HOME": str(tmp_path / "home")})
     assert settings.home == (tmp_path / "home").resolve()
-    assert settings.storage == settings.home
+    assert settings.storage == str(settings.home)
     assert settings.max_concurrent_jobs == 1
     assert settings.max_upload_mb == 1024
     assert settings.dataset_roots == []
@@ -31,7 +31,7 @@ def test_settings_default_home_is_dot_forge_in_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = Settings.from_env({})
     assert settings.home == tmp_path.resolve() / ".forge"
-    assert settings.storage == settings.home
+    assert settings.storage == str(settings.home)
 
 
 def test_settings_relative_home_resolved(tmp_path, monkeypatch):
@@ -39,7 +39,12 @@ def test_settings_relative_home_resolved(tmp_path, monkeypatch):
     settings = Settings.from_env({"FORGE_HOME": "state/home", "FORGE_STORAGE": "big"})
     assert settings.home.is_absolute()
     assert settings.home == tmp_path.resolve() / "state" / "home"
-    assert settings.storage == tmp_path.resolve() / "big"
+    assert settings.storage == str(tmp_path.resolve() / "big")
+
+
+def test_settings_object_store_uri_is_kept_as_given():
+    uri = "s3://forge-bucket/prod?endpoint_override=minio.internal:9000&scheme=http"
+    assert Settings.from_env({"FORGE_HOME": "/tmp/h", "FORGE_STORAGE": uri}).storage == uri
 
 
 def test_settings_dataset_roots_split(tmp_path):

@@ -1,0 +1,108 @@
+"""The whole service with FORGE_STORAGE=s3://…: upload, train, generate, delete.
+
+A second app in the session's cluster (own manager, own FORGE_HOME) keeps its
+datasets, Ray Train checkpoints and models in an S3 bucket. The bucket is served by
+moto's standalone S3 server on loopback (tests/conftest.py): no S3 service can be
+reached from here, and that server is the one fake this test admits to. Everything
+else (pyarrow's S3FileSystem, Ray Train's storage, the Playground's copy) is real.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from support import SAMPLE_DATASET, Service, assert_error_shape
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+PROMPT = "What is 3 plus 4?"
+
+
+@pytest.fixture(scope="module")
+def s3_service(service: Service, s3_location, tmp_path_factory: pytest.TempPathFactory):
+    import ray
+    from ray import serve
+
+    from deployments.app import AppArgs, build_app
+    from forge.settings import RAY_NAMESPACE, Settings
+
+    home = tmp_path_factory.mktemp("s3_home")
+    location = s3_location("service")
+    settings = Settings.from_env({"FORGE_HOME": str(home), "FORGE_STORAGE": location,
+                                  "FORGE_MANAGER_NAME": "training_manager_s3"})
+    serve.run(build_app(AppArgs(playground_max_replicas=1), settings), name="s3", route_prefix="/s3")
+    try:
+        yield Service(url=service.url + "/s3", ws_url=service.ws_url + "/s3", home=home), location
+    finally:
+        serve.delete("s3")
+        ray.kill(ray.get_actor(settings.manager_name, namespace=RAY_NAMESPACE), no_restart=True)
+
+
+def _bucket(location: str):
+    from forge.storage import open_filesystem
+
+    return open_filesystem(location)
+
+
+def _keys(location: str, folder: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    filesystem, root = _bucket(location)
+    found = filesystem.get_file_info(pafs.FileSelector(f"{root}/{folder}", recursive=True, allow_not_found=True))
+    return sorted(f.path.removeprefix(f"{root}/") for f in found if f.type == pafs.FileType.File)
+
+
+def test_upload_train_generate_and_delete_with_storage_in_a_bucket(s3_service):
+    service, location = s3_service
+    uploaded = service.upload(SAMPLE_DATASET, name="s3.jsonl")
+    assert uploaded.status_code == 200, uploaded.text
+    assert _keys(location, "datasets") == ["datasets/s3.jsonl"]  # no staging object left behind
+    filesystem, root = _bucket(location)
+    assert filesystem.get_file_info(f"{root}/datasets/s3.jsonl").size == SAMPLE_DATASET.stat().st_size
+    listed = service.get("/api/datasets").json()["datasets"]
+    assert [d["filename"] for d in listed] == ["s3.jsonl"]
+
+    # A rejected upload leaves nothing in the bucket either.
+    bad = service.post("/api/upload_dataset", files={"file": ("bad.jsonl", b"{not json}\n", "application/jsonl")})
+    assert_error_shape(bad, 400)
+    assert _keys(location, "datasets") == ["datasets/s3.jsonl"]
+
+    started = service.start(dataset="s3.jsonl", max_steps=12, save_steps=6, eval_split=0.1)
+    assert started.status_code == 200, started.text
+    job_id = started.json()["job_id"]
+    checkpoints: set[str] = set()
+    status: dict = {}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status = service.status(job_id)
+        checkpoints |= {k.split("/")[2] for k in _keys(location, f"runs/{job_id}") if "/checkpoint/" in k}
+        if status["status"] in TERMINAL:
+            break
+        time.sleep(0.2)
+    assert status["status"] == "completed", status
+    # Ray Train kept its checkpoints in the bucket while the job ran.
+    assert checkpoints & {"train-000006", "train-000012"}, checkpoints
+
+    model_id = status["model_id"]
+    assert service.get(f"/api/models/{model_id}").json()["job_id"] == job_id
+    keys = _keys(location, f"models/{model_id}")
+    assert f"models/{model_id}/adapter_model.safetensors" in keys and f"models/{model_id}/forge.json" in keys
+    assert _keys(location, f"runs/{job_id}") == []  # a completed job's checkpoints are removed
+    assert not [k for k in _keys(location, "models") if ".staging-" in k]
+    # Nothing shared was written to the local FORGE_HOME.
+    assert not any((Path(service.home) / folder).exists() for folder in ("datasets", "models", "runs"))
+
+    body = {"model_id": model_id, "prompt": PROMPT, "max_new_tokens": 8, "temperature": 0}
+    first = service.post("/api/playground/generate", json=body)
+    assert first.status_code == 200, first.text
+    assert first.json()["generated_text"] == service.post("/api/playground/generate", json=body).json()[
+        "generated_text"]
+
+    deleted = service.delete(f"/api/models/{model_id}")
+    assert deleted.status_code == 200, deleted.text
+    assert _keys(location, f"models/{model_id}") == []
+    assert_error_shape(service.get(f"/api/models/{model_id}"), 404)
+    assert_error_shape(service.post("/api/playground/generate", json=body), 404)
