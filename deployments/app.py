@@ -22,6 +22,8 @@ class AppArgs(BaseModel):
     playground_max_replicas: int = Field(2, ge=1)
     playground_num_cpus: float = Field(0, ge=0, description="CPUs reserved per Playground replica.")
     playground_num_gpus: float = Field(0, ge=0, description="GPUs per Playground replica on a GPU cluster.")
+    playground_resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources per Playground replica (pins them to nodes).")
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> "AppArgs":
@@ -31,8 +33,11 @@ class AppArgs(BaseModel):
 
 
 def build_playground(args: AppArgs, settings: Settings) -> serve.Application:
+    actor_options: dict = {"num_cpus": args.playground_num_cpus, "num_gpus": args.playground_num_gpus}
+    if args.playground_resources:
+        actor_options["resources"] = args.playground_resources
     return Playground.options(
-        ray_actor_options={"num_cpus": args.playground_num_cpus, "num_gpus": args.playground_num_gpus},
+        ray_actor_options=actor_options,
         autoscaling_config={
             "min_replicas": args.playground_min_replicas,
             "initial_replicas": max(1, args.playground_min_replicas),

@@ -198,6 +198,7 @@ class TrainingManager:
             manager_name=self.settings.manager_name, namespace=RAY_NAMESPACE,
             trust_remote_code=self.settings.trust_remote_code,
             max_failures=self.settings.max_worker_failures,
+            worker_resources=self.settings.worker_resources,
         )
         self.active[job_id] = job
         for note in prepared.notes if record_notes else ():

@@ -7,6 +7,7 @@ resolved once, against the directory the user started the service from.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -41,6 +42,11 @@ class Settings(BaseModel):
     max_worker_failures: int = Field(
         2, ge=0, description="FORGE_MAX_WORKER_FAILURES: times a job's workers are restarted after a crash."
     )
+    worker_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="FORGE_WORKER_RESOURCES (JSON): Ray resources each training worker needs on top of its CPU "
+        "(and GPU), e.g. {\"A10G\": 1} to train only on nodes that advertise it.",
+    )
     stop_grace_s: float = Field(20.0, gt=0, description="FORGE_STOP_GRACE_S: cooperative stop before a hard kill.")
     unsloth_python: Path = Field(
         DEFAULT_UNSLOTH_PYTHON,
@@ -67,6 +73,11 @@ class Settings(BaseModel):
             values["api_key"] = env["FORGE_API_KEY"]
         if "FORGE_MAX_WORKER_FAILURES" in env:
             values["max_worker_failures"] = env["FORGE_MAX_WORKER_FAILURES"]
+        if env.get("FORGE_WORKER_RESOURCES"):
+            try:
+                values["worker_resources"] = json.loads(env["FORGE_WORKER_RESOURCES"])
+            except ValueError as error:
+                raise ValueError(f"FORGE_WORKER_RESOURCES is not JSON ({error}); e.g. '{{\"A10G\": 1}}'") from None
         if "FORGE_STOP_GRACE_S" in env:
             values["stop_grace_s"] = env["FORGE_STOP_GRACE_S"]
         if env.get("FORGE_UNSLOTH_PYTHON"):

@@ -9,7 +9,7 @@ normal finish too, which avoids Train's leaked-controller trap.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import ray
 
@@ -21,6 +21,13 @@ RUNNER_ENV = {
     # 2 s by default, per checkpoint.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
+
+
+def worker_resources(use_gpu: bool, extra: dict[str, float]) -> Optional[dict[str, float]]:
+    """What each Train worker reserves: Ray Train's default (1 CPU, 1 GPU with use_gpu) plus `extra`."""
+    if not extra:
+        return None
+    return {"CPU": 1, **({"GPU": 1} if use_gpu else {}), **extra}
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -49,7 +56,10 @@ class JobRunner:
         trainer = TorchTrainer(
             train_loop,
             train_loop_config=spec,
-            scaling_config=ScalingConfig(num_workers=job.request.num_workers, use_gpu=job.options.use_gpu),
+            scaling_config=ScalingConfig(
+                num_workers=job.request.num_workers, use_gpu=job.options.use_gpu,
+                resources_per_worker=worker_resources(job.options.use_gpu, job.worker_resources),
+            ),
             run_config=RunConfig(
                 # The run name is the job id: Ray Train continues a run of the same
                 # name from its latest checkpoint, which is what resuming a job means.

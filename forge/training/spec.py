@@ -25,6 +25,8 @@ class JobSpec(BaseModel):
     trust_remote_code: bool = False
     # Worker-group restarts Ray Train may make (each resumes from the latest checkpoint).
     max_failures: int = 0
+    # Ray resources per worker beyond its CPU/GPU (FORGE_WORKER_RESOURCES).
+    worker_resources: dict[str, float] = {}
 
     def training_params(self) -> dict[str, Any]:
         """The hyperparameters a model's registry entry shows (`num_epochs`, `batch_size`, ... as used)."""

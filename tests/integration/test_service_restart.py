@@ -99,7 +99,8 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         done = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
         finished = service.wait_for(lambda s: s["status"] in TERMINAL, done)
         assert finished["status"] == "completed"
-        cut_off = service.start(dataset=dataset, max_steps=250, save_steps=5, per_device_train_batch_size=2,
+        # Checkpoints every 25 steps: the second comes a few seconds in, long before step 250.
+        cut_off = service.start(dataset=dataset, max_steps=250, save_steps=25, per_device_train_batch_size=2,
                                 gradient_accumulation_steps=1, eval_split=0).json()["job_id"]
         _wait_for_checkpoints(service, cut_off)
         before = {
@@ -124,7 +125,7 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         assert interrupted["status"] == "interrupted", interrupted
         assert f"/api/jobs/{cut_off}/resume" in interrupted["message"]
         checkpoint_step = int(interrupted["message"].split("checkpoint at step ")[1].split()[0].rstrip(":"))
-        assert checkpoint_step >= 5
+        assert checkpoint_step >= 25
 
         resumed = service.post(f"/api/jobs/{cut_off}/resume")
         assert resumed.status_code == 200, resumed.text

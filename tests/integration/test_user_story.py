@@ -249,14 +249,21 @@ def test_a_new_job_can_start_after_a_stop(service: Service, story: dict):
     assert detail["metrics"]["perplexity"] is None  # no eval split, no perplexity
 
 
-def test_data_parallel_job_on_two_workers(service: Service, story: dict):
-    response = service.start(dataset=story["dataset"], max_steps=4, num_workers=2, eval_split=0.1)
-    assert response.status_code == 200, response.text
-    status = service.wait_for(lambda s: s["status"] in TERMINAL, response.json()["job_id"])
-    assert status["status"] == "completed", status
-    detail = service.get(f"/api/models/{status['model_id']}").json()
-    assert detail["training_params"]["num_workers"] == 2
-    assert math.isfinite(detail["metrics"]["final_loss"])
+def test_data_parallel_job_on_two_workers_learns_like_one_worker(service: Service, story: dict):
+    """2 workers x batch 2 against 1 worker x batch 4: the same global batches, so about the same loss."""
+    common = {"dataset": story["dataset"], "max_steps": 12, "eval_split": 0.1, "learning_rate": 5e-3}
+    results = {}
+    for workers, batch in ((2, 2), (1, 4)):
+        response = service.start(**common, num_workers=workers, per_device_train_batch_size=batch)
+        assert response.status_code == 200, response.text
+        status = service.wait_for(lambda s: s["status"] in TERMINAL, response.json()["job_id"])
+        assert status["status"] == "completed", status
+        results[workers] = service.get(f"/api/models/{status['model_id']}").json()
+    assert results[2]["training_params"]["num_workers"] == 2
+    two, one = results[2]["metrics"], results[1]["metrics"]
+    assert math.isfinite(two["final_loss"]) and math.isfinite(two["eval_loss"])
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=0.1)
+    assert two["final_loss"] == pytest.approx(one["final_loss"], rel=0.1)
 
 
 def test_more_workers_than_the_cluster_holds_is_400(service: Service, story: dict):

@@ -281,7 +281,7 @@ def test_a_build_on_a_distributed_rank_other_than_0_writes_the_same_complete_mod
     init = f"file://{tmp_path / 'rendezvous'}"
     ranks = [subprocess.Popen([sys.executable, "-c", _BUILD_ON_RANK_ONE, init, str(rank), str(tmp_path / "rank1")],
                               stdout=subprocess.PIPE, text=True) for rank in (0, 1)]
-    outputs = [rank.communicate(timeout=180)[0] for rank in ranks]
+    outputs = [rank.communicate(timeout=300)[0] for rank in ranks]
     assert all(rank.returncode == 0 for rank in ranks)
     built = tmp_path / "rank1" / "forge--tiny-llama"
     assert f"built: {built}" in outputs[1]

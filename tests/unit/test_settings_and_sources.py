@@ -25,6 +25,7 @@ def test_settings_defaults(tmp_path):
     assert settings.api_key is None
     assert settings.trust_remote_code is False
     assert settings.stop_grace_s == 20.0
+    assert settings.worker_resources == {}
 
 
 def test_settings_default_home_is_dot_forge_in_cwd(tmp_path, monkeypatch):
@@ -40,6 +41,11 @@ def test_settings_relative_home_resolved(tmp_path, monkeypatch):
     assert settings.home.is_absolute()
     assert settings.home == tmp_path.resolve() / "state" / "home"
     assert settings.storage == str(tmp_path.resolve() / "big")
+
+
+def test_settings_worker_resources_from_json():
+    settings = Settings.from_env({"FORGE_HOME": "/tmp/h", "FORGE_WORKER_RESOURCES": '{"A10G": 1, "memory_gb": 0.5}'})
+    assert settings.worker_resources == {"A10G": 1.0, "memory_gb": 0.5}
 
 
 def test_settings_object_store_uri_is_kept_as_given():

@@ -1,0 +1,115 @@
+"""A three-node Ray cluster on this machine, the service on it, one 2-worker job: what happened where.
+
+Run by test_multinode.py in its own process (a driver joins one cluster only):
+
+    python tests/integration/multinode_scenario.py <workdir>
+
+- head: no CPU and no `forge_trainer` resource, so no training worker fits there;
+  `forge_playground` pins the Playground replica to it.
+- two worker nodes: 1 CPU and `forge_trainer` each (standing in for a GPU); each
+  has its own Ray temp dir.
+FORGE_STORAGE is one folder all nodes see (as an NFS mount would be); the service
+is started with FORGE_WORKER_RESOURCES={"forge_trainer": 1}. Prints one JSON
+object with the facts the test checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
+TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_status(url: str, job_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = requests.get(f"{url}/api/training_status", params={"job_id": job_id}, timeout=30).json()
+        if status["status"] in TERMINAL:
+            return status
+        time.sleep(0.5)
+    raise SystemExit(f"job {job_id} did not end: {status}")
+
+
+def main(workdir: Path) -> None:
+    import ray
+    from ray import serve
+    from ray.cluster_utils import Cluster
+    from ray.util.state import list_actors
+
+    os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
+    # Three nodes' processes start at once on a small machine: give each more than the 60 s default.
+    os.environ["RAY_raylet_start_wait_time_s"] = "240"
+    storage = workdir / "shared-storage"
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "resources": {"forge_playground": 1}, "temp_dir": str(workdir / "ray-head")})
+    workers = [cluster.add_node(num_cpus=1, resources={"forge_trainer": 1}, temp_dir=str(workdir / f"ray-w{i}"))
+               for i in (1, 2)]
+    try:
+        context = ray.init(address=cluster.address, namespace="modelforge-multinode", log_to_driver=False)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        from deployments.app import AppArgs, build_app
+        from forge.settings import Settings
+
+        settings = Settings.from_env({"FORGE_HOME": str(workdir / "home"), "FORGE_STORAGE": str(storage),
+                                      "FORGE_WORKER_RESOURCES": json.dumps({"forge_trainer": 1})})
+        args = AppArgs(playground_max_replicas=1, playground_resources={"forge_playground": 1})
+        serve.run(build_app(args, settings), name="modelforge", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+
+        with SAMPLE_DATASET.open("rb") as handle:
+            upload = requests.post(f"{url}/api/upload_dataset", timeout=60,
+                                   files={"file": ("cluster.jsonl", handle, "application/jsonl")})
+        upload.raise_for_status()
+        started = requests.post(f"{url}/api/start_training", timeout=60, json={
+            "task": "text-generation", "model_name": "forge/tiny-llama", "dataset": "cluster.jsonl",
+            "num_workers": 2, "max_steps": 6, "eval_split": 0})
+        started.raise_for_status()
+        job_id = started.json()["job_id"]
+        status = wait_status(url, job_id)
+        model_id = status["model_id"]
+        generated = requests.post(f"{url}/api/playground/generate", timeout=120, json={
+            "model_id": model_id, "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0})
+
+        actors = list_actors(address=f"http://{context.dashboard_url}", limit=10000, detail=True)
+
+        def nodes_of(fragment: str) -> list[str]:
+            return sorted(a.node_id for a in actors if fragment in a.class_name)
+
+        print(json.dumps({
+            "head_node": cluster.head_node.node_id,
+            "worker_nodes": sorted(w.node_id for w in workers),
+            "temp_dirs": [cluster.head_node.get_temp_dir_path(), *(w.get_temp_dir_path() for w in workers)],
+            "status": status,
+            "train_worker_nodes": nodes_of("RayTrainWorker"),
+            "manager_nodes": nodes_of("TrainingManager"),
+            "playground_nodes": nodes_of("Playground"),
+            "model_files": sorted(p.name for p in (storage / "models" / str(model_id)).iterdir())
+            if model_id is not None else [],
+            "generate_status": generated.status_code,
+            "generated": generated.json(),
+        }))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
