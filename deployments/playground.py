@@ -54,7 +54,8 @@ class Playground:
         self.storage = Storage(settings)
         self.models = AdapterCache(self.storage.builtin_dir, trust_remote_code=settings.trust_remote_code,
                                    max_adapters=MAX_MODELS_PER_REPLICA, max_bases=MAX_BASES_PER_REPLICA)
-        threading.Thread(target=_prepare_inference, args=(_generation_threads(),), daemon=True).start()
+        self._prepared = threading.Thread(target=_prepare_inference, args=(_generation_threads(),), daemon=True)
+        self._prepared.start()
 
     def _model_dir(self, model_id: str) -> Path:
         """The trained model's folder, local to this replica."""
@@ -63,6 +64,9 @@ class Playground:
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def get_model(self, model_id: str) -> str:
         # Serve keeps this replica's list of model ids for routing; the adapter cache holds the models.
+        # Loading waits for the background imports: transformers' lazy module is not safe to import
+        # from two threads at once.
+        await asyncio.to_thread(self._prepared.join)
         await asyncio.to_thread(self.models.load, model_id, lambda: self._model_dir(model_id))
         return model_id
 
