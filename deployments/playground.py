@@ -1,13 +1,18 @@
 """The Playground deployment: autoscaled replicas that generate with trained models.
 
-Each replica keeps a small LRU of loaded models through Serve model multiplexing,
-keyed by model id, so requests for a model go to a replica that already holds it.
-torch and transformers are imported on first load, inside the replica.
+Serve model multiplexing, keyed by model id, routes requests for a model to a
+replica that already holds it. Within a replica, forge.adapter_cache keeps one
+base model per base source and loads each trained model onto it as a LoRA
+adapter, so a second model of a loaded base costs an adapter load, not a base load.
+torch and transformers are imported inside the replica, in the background from its start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -16,6 +21,25 @@ from forge.settings import Settings
 from forge.storage import Storage
 
 MAX_MODELS_PER_REPLICA = 4
+MAX_BASES_PER_REPLICA = 2
+
+
+def _prepare_inference(threads: int) -> None:
+    # The first request would otherwise pay for these imports (seconds).
+    import peft  # noqa: F401
+    import torch
+    import transformers  # noqa: F401
+
+    # Ray sets OMP_NUM_THREADS=1 in an actor that reserves no CPU (the default here): torch would
+    # generate on one core. Use the reserved CPUs, or every core of the node when none are reserved.
+    torch.set_num_threads(threads)
+
+
+def _generation_threads() -> int:
+    import ray
+
+    reserved = ray.get_runtime_context().get_assigned_resources().get("CPU") or 0
+    return max(1, int(reserved)) if reserved >= 1 else (os.cpu_count() or 1)
 
 
 @serve.deployment(
@@ -24,24 +48,36 @@ MAX_MODELS_PER_REPLICA = 4
 )
 class Playground:
     def __init__(self, settings: Settings) -> None:
+        from forge.adapter_cache import AdapterCache
+
         self.settings = settings
         self.storage = Storage(settings)
+        self.models = AdapterCache(self.storage.builtin_dir, trust_remote_code=settings.trust_remote_code,
+                                   max_adapters=MAX_MODELS_PER_REPLICA, max_bases=MAX_BASES_PER_REPLICA)
+        self._prepared = threading.Thread(target=_prepare_inference, args=(_generation_threads(),), daemon=True)
+        self._prepared.start()
+
+    def _model_dir(self, model_id: str) -> Path:
+        """The trained model's folder, local to this replica.
+
+        Any replica, on any node, loads any model from shared storage: the folder
+        itself on a mounted path, a fresh local copy from an object store.
+        """
+        return self.storage.local_copy(self.storage.model_dir(int(model_id)), f"model-{model_id}")
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
-    async def get_model(self, model_id: str):
-        from forge.inference import load_trained_model
-
-        def load():
-            # Any replica, on any node, loads any model: from shared storage, through a
-            # local copy when the storage is an object store.
-            folder = self.storage.local_copy(self.storage.model_dir(int(model_id)), f"model-{model_id}")
-            return load_trained_model(folder, self.storage.builtin_dir,
-                                      trust_remote_code=self.settings.trust_remote_code)
-
-        return await asyncio.to_thread(load)
+    async def get_model(self, model_id: str) -> str:
+        # Serve keeps this replica's list of model ids for routing; the adapter cache holds the models.
+        # Loading waits for the background imports: transformers' lazy module is not safe to import
+        # from two threads at once.
+        await asyncio.to_thread(self._prepared.join)
+        await asyncio.to_thread(self.models.load, model_id, lambda: self._model_dir(model_id))
+        return model_id
 
     async def generate(self, request: dict[str, Any]) -> dict[str, Any]:
-        from forge.inference import respond
+        model_id = await self.get_model(serve.get_multiplexed_model_id())
+        return await asyncio.to_thread(self.models.respond, model_id, request, lambda: self._model_dir(model_id))
 
-        loaded = await self.get_model(serve.get_multiplexed_model_id())
-        return await asyncio.to_thread(respond, loaded, request)
+    async def loaded_models(self) -> dict[str, list[str]]:
+        """Base source -> ids of the trained models this replica holds on it."""
+        return self.models.loaded()

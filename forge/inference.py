@@ -28,18 +28,33 @@ class LoadedModel:
     kind: ModelKind
 
 
-def load_trained_model(model_dir: Path, builtin_dir: Path, *, trust_remote_code: bool = False) -> LoadedModel:
-    from peft import PeftModel
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a trained model's forge.json says about how to load it."""
 
+    task: str
+    kind: ModelKind
+    base_model_source: str
+
+
+def read_model_meta(model_dir: Path) -> ModelMeta:
+    """The folder's forge.json; FileNotFoundError unless it holds a safetensors adapter."""
     meta = json.loads((model_dir / "forge.json").read_text())
     if not (model_dir / "adapter_model.safetensors").is_file():
         # PEFT would fall back to a pickled adapter_model.bin; we only ever write safetensors.
         raise FileNotFoundError(f"{model_dir} has no adapter_model.safetensors")
-    kind = meta.get("model_kind", "causal-lm")
-    base = load_model(kind, meta["base_model_source"], builtin_dir, trust_remote_code=trust_remote_code)
+    return ModelMeta(meta["task"], meta.get("model_kind", "causal-lm"), meta["base_model_source"])
+
+
+def load_trained_model(model_dir: Path, builtin_dir: Path, *, trust_remote_code: bool = False) -> LoadedModel:
+    """One trained model on a base of its own (the playground shares bases: forge.adapter_cache)."""
+    from peft import PeftModel
+
+    meta = read_model_meta(model_dir)
+    base = load_model(meta.kind, meta.base_model_source, builtin_dir, trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(base, str(model_dir)).eval()
     tokenizer = load_tokenizer(str(model_dir), builtin_dir, trust_remote_code=trust_remote_code)
-    return LoadedModel(model, tokenizer, meta["task"], kind)
+    return LoadedModel(model, tokenizer, meta.task, meta.kind)
 
 
 def load_base_model(

@@ -1,0 +1,181 @@
+"""A playground replica's models: one base model per base source, carrying several adapters.
+
+Loading a base model is the slow part of a cold start (seconds to minutes for a
+real model); a LoRA adapter is small. So a replica loads each base once and adds
+every trained model of that base to it as a named PEFT adapter: the first request
+for another model of a loaded base costs an adapter load, not a base load.
+Adapters and bases are evicted least recently used first; a base goes with its
+last adapter.
+
+`set_adapter` changes the shared model, so everything that touches one base —
+generating, adding or deleting an adapter — holds that base's lock: requests for
+models of one base run one at a time (on a CPU a generation already uses every
+core, so little is lost), requests for models of different bases run in parallel.
+Loads are serialized per replica, so a base is never loaded twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from forge.inference import LoadedModel, ModelMeta, read_model_meta
+
+MAX_ADAPTERS = 4
+MAX_BASES = 2
+# A request whose adapter is evicted between its load and its turn loads it again; give up after this.
+_LOAD_ATTEMPTS = 3
+
+
+@dataclass
+class _Adapter:
+    tokenizer: Any
+    task: str
+
+
+@dataclass(eq=False)
+class _Base:
+    model: Any  # the transformers model; wrapped in a PeftModel once the first adapter is added
+    kind: str
+    peft: Any = None
+    active: str | None = None
+    adapters: dict[str, _Adapter] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class AdapterCache:
+    """Trained models by key (the model id), loaded as adapters onto shared base models."""
+
+    def __init__(self, builtin_dir: Path, *, trust_remote_code: bool = False, max_adapters: int = MAX_ADAPTERS,
+                 max_bases: int = MAX_BASES) -> None:
+        self.builtin_dir = builtin_dir
+        self.trust_remote_code = trust_remote_code
+        self.max_adapters = max_adapters
+        self.max_bases = max_bases
+        self._lock = threading.Lock()  # guards the two maps below; never held while loading or generating
+        self._load_lock = threading.Lock()
+        self._bases: OrderedDict[tuple[str, str], _Base] = OrderedDict()
+        self._adapters: OrderedDict[str, tuple[tuple[str, str], str]] = OrderedDict()  # key -> (base key, name)
+
+    def loaded(self) -> dict[str, list[str]]:
+        """Base source -> the keys of the models it carries (what this replica holds)."""
+        with self._lock:
+            held: dict[str, list[str]] = {source: [] for _, source in self._bases}
+            for key, ((_, source), _) in self._adapters.items():
+                held[source].append(key)
+            return held
+
+    def load(self, key: str, model_dir: Callable[[], Path]) -> None:
+        """Make the model `key` ready; `model_dir` gives its local folder, asked only when it must be loaded."""
+        self._get(key, model_dir)
+
+    def respond(self, key: str, request: dict[str, Any], model_dir: Callable[[], Path]) -> dict[str, Any]:
+        from forge.inference import respond
+
+        for _ in range(_LOAD_ATTEMPTS):
+            base, name = self._get(key, model_dir)
+            with base.lock:
+                adapter = base.adapters.get(name)
+                if adapter is None:  # evicted after _get: load it again
+                    continue
+                if base.active != name:
+                    base.peft.set_adapter(name)
+                    base.active = name
+                return respond(LoadedModel(base.peft, adapter.tokenizer, adapter.task, base.kind), request)
+        raise RuntimeError(f"model {key} was evicted {_LOAD_ATTEMPTS} times before it could answer")
+
+    # ------------------------------------------------------------------ internals
+
+    def _lookup(self, key: str) -> tuple[_Base, str] | None:
+        with self._lock:
+            entry = self._adapters.get(key)
+            if entry is None or entry[0] not in self._bases:
+                return None
+            base_key, name = entry
+            self._adapters.move_to_end(key)
+            self._bases.move_to_end(base_key)
+            return self._bases[base_key], name
+
+    def _get(self, key: str, model_dir: Callable[[], Path]) -> tuple[_Base, str]:
+        found = self._lookup(key)
+        if found is not None:
+            return found
+        with self._load_lock:
+            found = self._lookup(key)
+            if found is not None:
+                return found
+            folder = model_dir()
+            meta = read_model_meta(folder)
+            base_key = (meta.kind, meta.base_model_source)
+            with self._lock:
+                base = self._bases.get(base_key)
+            if base is None:
+                base = self._load_base(meta)
+            name = f"model_{key}"
+            self._add_adapter(base, name, folder, meta)
+            with self._lock:
+                self._bases[base_key] = base
+                self._bases.move_to_end(base_key)
+                self._adapters[key] = (base_key, name)
+                self._adapters.move_to_end(key)
+                evicted = self._pick_evictions(key)
+            for victim, victim_name in evicted:
+                self._remove_adapter(victim, victim_name)
+            return base, name
+
+    def _load_base(self, meta: ModelMeta) -> _Base:
+        from forge.training.providers import load_model
+
+        model = load_model(meta.kind, meta.base_model_source, self.builtin_dir,
+                           trust_remote_code=self.trust_remote_code).eval()
+        return _Base(model=model, kind=meta.kind)
+
+    def _add_adapter(self, base: _Base, name: str, folder: Path, meta: ModelMeta) -> None:
+        from peft import PeftModel
+
+        from forge.training.providers import load_tokenizer
+
+        tokenizer = load_tokenizer(str(folder), self.builtin_dir, trust_remote_code=self.trust_remote_code)
+        with base.lock:
+            if base.peft is None:
+                base.peft = PeftModel.from_pretrained(base.model, str(folder), adapter_name=name).eval()
+                base.active = name
+            else:
+                base.peft.load_adapter(str(folder), adapter_name=name)  # stays inactive until set_adapter
+            base.adapters[name] = _Adapter(tokenizer, meta.task)
+
+    def _pick_evictions(self, keep: str) -> list[tuple[_Base, str]]:
+        """Drop least recently used adapters, then bases, from the maps (under self._lock)."""
+        evicted = []
+        while len(self._adapters) > self.max_adapters:
+            victim = next(k for k in self._adapters if k != keep)
+            base_key, name = self._adapters.pop(victim)
+            if base_key in self._bases:
+                evicted.append((self._bases[base_key], name))
+        keep_base = self._adapters[keep][0]
+        while len(self._bases) > self.max_bases:
+            base_key = next(b for b in self._bases if b != keep_base)
+            self._drop_base(base_key)
+        for base_key in [b for b in self._bases if not any(e[0] == b for e in self._adapters.values())]:
+            self._drop_base(base_key)  # a base with no adapter left serves nobody
+        return [(base, name) for base, name in evicted if base in self._bases.values()]
+
+    def _drop_base(self, base_key: tuple[str, str]) -> None:
+        del self._bases[base_key]
+        for key in [k for k, (b, _) in self._adapters.items() if b == base_key]:
+            del self._adapters[key]
+
+    @staticmethod
+    def _remove_adapter(base: _Base, name: str) -> None:
+        with base.lock:
+            if base.adapters.pop(name, None) is None:
+                return
+            if not base.adapters:  # the base itself was dropped from the cache; leave it whole
+                return
+            if base.active == name:
+                base.active = next(iter(base.adapters))
+                base.peft.set_adapter(base.active)
+            base.peft.delete_adapter(name)
