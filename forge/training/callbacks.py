@@ -50,7 +50,8 @@ class ProgressCallback(TrainerCallback):
             self.link.progress(self._steps(state))
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.is_main:
+        # A step that is logged reports in on_log (one call to the manager per step, not two).
+        if self.is_main and not control.should_log:
             self.link.progress({**self._steps(state), "current_epoch": state.epoch or 0})
         if self._agree_on_stop():
             self.stopped = True
