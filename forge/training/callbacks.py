@@ -50,8 +50,7 @@ class ProgressCallback(TrainerCallback):
             self.link.progress(self._steps(state))
 
     def on_step_end(self, args, state, control, **kwargs):
-        # A step that is logged reports in on_log (one call to the manager per step, not two).
-        if self.is_main and not control.should_log:
+        if self.is_main:
             self.link.progress({**self._steps(state), "current_epoch": state.epoch or 0})
         if self._agree_on_stop():
             self.stopped = True
