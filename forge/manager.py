@@ -45,6 +45,8 @@ HEAD_NODE_RESOURCE = "node:__internal_head__"
 RESUMABLE_STATUSES = frozenset({"interrupted", "stopped", "failed"})
 # Fields of a progress update a worker may set.
 _PROGRESS_FIELDS = ("current_step", "total_steps", "current_epoch", "loss", "learning_rate", "eval_loss")
+# Fields of a logged step the metric history keeps (logged_at and num_tokens give the job's throughput).
+_HISTORY_FIELDS = ("loss", "learning_rate", "grad_norm", "num_tokens", "logged_at")
 
 
 @dataclass
@@ -334,7 +336,7 @@ class TrainingManager:
         # steps; the status's current_step meanwhile stays where users last saw it).
         reported = int(update.get("current_step") or step)
         if "loss" in update and update["loss"] is not None:
-            self.registry.add_metrics(job_id, reported, {k: update[k] for k in ("loss", "learning_rate", "grad_norm")
+            self.registry.add_metrics(job_id, reported, {k: update[k] for k in _HISTORY_FIELDS
                                                      if update.get(k) is not None})
         if "eval_loss" in update:
             self.registry.add_metrics(job_id, reported, {"eval_loss": update["eval_loss"]})

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from forge.schemas import utc_iso
 from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, CheckpointStore, checkpoint_name, save_every
 
 
@@ -59,10 +60,13 @@ class ProgressCallback(TrainerCallback):
         if not self.is_main or not logs:
             return
         update: dict[str, Any] = {**self._steps(state), "current_epoch": state.epoch or 0}
-        for key in ("loss", "learning_rate", "eval_loss", "grad_norm"):
+        for key in ("loss", "learning_rate", "eval_loss", "grad_norm", "num_tokens"):
             value = logs.get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 update[key] = float(value)
+        # When this step's log was written (the worker's clock): with num_tokens (TRL's running
+        # count of train tokens, all ranks together) the history gives the job's tokens/s.
+        update["logged_at"] = utc_iso()
         self.link.progress(update)
 
     def _agree_on_stop(self) -> bool:

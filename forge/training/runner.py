@@ -30,6 +30,18 @@ def worker_resources(use_gpu: bool, extra: dict[str, float]) -> Optional[dict[st
     return {"CPU": 1, **({"GPU": 1} if use_gpu else {}), **extra}
 
 
+def train_worker_huggingface(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train's entry on each worker of a huggingface job.
+
+    The training stack (torch, transformers, PEFT, TRL: ~5 s of imports) loads
+    here, in the worker. Were the entry a function of forge.training.worker, the
+    runner would have to import all of it too, only to pass the function on.
+    """
+    from forge.training.worker import train_worker
+
+    return train_worker(config)
+
+
 @ray.remote(num_cpus=0, max_restarts=0)
 class JobRunner:
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +61,7 @@ class JobRunner:
             # Runs in the unsloth venv (this runner's runtime_env); its entry imports unsloth first.
             from forge.training.unsloth_worker import train_worker_unsloth as train_loop
         else:
-            from forge.training.worker import train_worker as train_loop
+            train_loop = train_worker_huggingface
         # Checkpoints go to FORGE_STORAGE/runs (a path or an object-store URI), through
         # the same pyarrow filesystem the rest of the service uses for it.
         runs_filesystem, runs_path = open_filesystem(job.runs_dir)

@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,15 @@ def test_loss_fell_during_training(service: Service, story: dict):
     assert len(losses) >= 10
     assert losses[-1] < losses[0]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_history_times_each_step_and_counts_its_tokens(service: Service, story: dict):
+    # Enough to compute the job's throughput from the history alone.
+    history = [e for e in service.get(f"/api/jobs/{story['job_id']}/metrics").json()["metrics"] if "loss" in e]
+    times = [datetime.fromisoformat(e["logged_at"]) for e in history]
+    tokens = [e["num_tokens"] for e in history]
+    assert times == sorted(times) and times[0].tzinfo is not None
+    assert tokens == sorted(tokens) and tokens[0] > 0 and tokens[-1] > tokens[0]
 
 
 def test_model_is_registered(service: Service, story: dict):
