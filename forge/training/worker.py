@@ -36,8 +36,6 @@ class ManagerLink:
         self._ray = ray
         self._job_id = spec.job_id
         self._manager = ray.get_actor(spec.manager_name, namespace=spec.namespace)
-        self._stop = False
-        self._stop_reply = None  # the manager's answer still on its way
 
     def progress(self, update: dict[str, Any]) -> None:
         try:
@@ -46,21 +44,10 @@ class ManagerLink:
             pass
 
     def stop_requested(self) -> bool:
-        # Asked every step, so never waited for: each call reads the answer to an earlier
-        # question if it has arrived, and asks again. A stop is seen a step or two late; a
-        # blocking round trip to the manager per step would cost more than a small model's step.
-        if self._stop:
-            return True
         try:
-            if self._stop_reply is None:
-                self._stop_reply = self._manager.stop_requested.remote(self._job_id)
-            ready, _ = self._ray.wait([self._stop_reply], timeout=0)
-            if ready:
-                reply, self._stop_reply = self._stop_reply, None
-                self._stop = bool(self._ray.get(reply))
-        except Exception:  # a restarting manager must not kill the run
-            self._stop_reply = None
-        return self._stop
+            return bool(self._ray.get(self._manager.stop_requested.remote(self._job_id), timeout=10))
+        except Exception:
+            return False
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         try:
