@@ -9,16 +9,18 @@ Run by test_multinode.py in its own process (a driver joins one cluster only):
 - two worker nodes: 1 CPU and `forge_trainer` each (standing in for a GPU); each
   has its own Ray temp dir.
 FORGE_STORAGE is one folder all nodes see (as an NFS mount would be); the service
-is started with FORGE_WORKER_RESOURCES={"forge_trainer": 1}. Prints one JSON
-object with the facts the test checks.
+is started with FORGE_WORKER_RESOURCES={"forge_trainer": 1}. Writes the facts
+the test checks to <workdir>/facts.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,9 +58,11 @@ def main(workdir: Path) -> None:
     # Three nodes' processes start at once on a small machine: give each more than the 60 s default.
     os.environ["RAY_raylet_start_wait_time_s"] = "240"
     storage = workdir / "shared-storage"
+    # Each node's temp dir holds its Unix sockets, whose paths may not exceed 107 bytes: keep them short.
+    ray_dirs = Path(tempfile.mkdtemp(prefix="forge-mn-"))
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "resources": {"forge_playground": 1}, "temp_dir": str(workdir / "ray-head")})
-    workers = [cluster.add_node(num_cpus=1, resources={"forge_trainer": 1}, temp_dir=str(workdir / f"ray-w{i}"))
+        "num_cpus": 0, "resources": {"forge_playground": 1}, "temp_dir": str(ray_dirs / "head")})
+    workers = [cluster.add_node(num_cpus=1, resources={"forge_trainer": 1}, temp_dir=str(ray_dirs / f"w{i}"))
                for i in (1, 2)]
     try:
         context = ray.init(address=cluster.address, namespace="modelforge-multinode", log_to_driver=False)
@@ -92,7 +96,7 @@ def main(workdir: Path) -> None:
         def nodes_of(fragment: str) -> list[str]:
             return sorted(a.node_id for a in actors if fragment in a.class_name)
 
-        print(json.dumps({
+        (workdir / "facts.json").write_text(json.dumps({
             "head_node": cluster.head_node.node_id,
             "worker_nodes": sorted(w.node_id for w in workers),
             "temp_dirs": [cluster.head_node.get_temp_dir_path(), *(w.get_temp_dir_path() for w in workers)],
@@ -109,6 +113,7 @@ def main(workdir: Path) -> None:
         serve.shutdown()
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(ray_dirs, ignore_errors=True)
 
 
 if __name__ == "__main__":

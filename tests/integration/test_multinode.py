@@ -24,7 +24,7 @@ def test_a_two_worker_job_runs_on_both_worker_nodes_and_another_node_serves_its_
     done = subprocess.run([sys.executable, str(SCENARIO), str(tmp_path)], capture_output=True, text=True,
                           timeout=600, cwd=SCENARIO.parents[2], check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    facts = json.loads((tmp_path / "facts.json").read_text())
 
     assert facts["status"]["status"] == "completed", facts["status"]
     assert facts["status"]["current_step"] == 6
