@@ -114,6 +114,10 @@ def main(workdir: Path) -> None:
         ray.shutdown()
         cluster.shutdown()
         shutil.rmtree(ray_dirs, ignore_errors=True)
+        # The cluster recorded itself as this machine's current one; a later `ray.init()` must not join it.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip() == cluster.address:
+            current.unlink()
 
 
 if __name__ == "__main__":
