@@ -60,12 +60,17 @@ def main(workdir: Path) -> None:
     storage = workdir / "shared-storage"
     # Each node's temp dir holds its Unix sockets, whose paths may not exceed 107 bytes: keep them short.
     ray_dirs = Path(tempfile.mkdtemp(prefix="forge-mn-"))
+    # The dashboard (which answers the state API below) on a port of its own: another Ray on this
+    # machine, such as the test session's, may hold the default 8265.
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "resources": {"forge_playground": 1}, "temp_dir": str(ray_dirs / "head")})
+        "num_cpus": 0, "resources": {"forge_playground": 1}, "temp_dir": str(ray_dirs / "head"),
+        "include_dashboard": True, "dashboard_port": free_port()})
     workers = [cluster.add_node(num_cpus=1, resources={"forge_trainer": 1}, temp_dir=str(ray_dirs / f"w{i}"))
                for i in (1, 2)]
     try:
         context = ray.init(address=cluster.address, namespace="modelforge-multinode", log_to_driver=False)
+        if not context.dashboard_url:
+            raise SystemExit("the head node's dashboard did not start")
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         from deployments.app import AppArgs, build_app
