@@ -376,6 +376,11 @@ def main() -> None:
             rows.append(row(f"idle p99 ms, {CLIENTS} clients, training_status vs health (Serve's floor)",
                             percentile(latency["idle"], 0.99), percentile(latency["health"], 0.99),
                             "p99 <= 50 ms", repeats))
+            # Little's law: with CLIENTS always waiting, mean latency = CLIENTS / requests per second.
+            rows.append(row(f"requests/s answered, {CLIENTS} clients, training_status while training vs "
+                            "health idle", len(latency["training"]) / (window_s * repeats),
+                            len(latency["health"]) / (window_s * repeats),
+                            f"> {CLIENTS / 0.05:.0f}/s for a 50 ms mean", repeats))
             rows.append(row("first request for a 2nd adapter of a loaded base vs a cold base+adapter, load ms",
                             statistics.median(loads["switch"]), statistics.median(loads["cold"]),
                             "ratio <= 0.25", repeats))

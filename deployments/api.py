@@ -251,13 +251,21 @@ class ApiIngress:
 
     @app.post("/api/playground/generate", response_model=GenerateResponse)
     async def generate(self, body: GenerateRequest) -> GenerateResponse:
-        model = await self.manager.get_model.remote(body.model_id)  # 404 for an unknown or deleted model
+        # The registry lookup and the replica's work run at once (one actor round trip less per
+        # request); the lookup still decides: an unknown or deleted model is a 404 whatever the
+        # replica made of it, a passage-less question to an extractive QA model a 400.
+        reply = self.playground.options(multiplexed_model_id=str(body.model_id)).generate.remote(body.model_dump())
+        try:
+            model = await self.manager.get_model.remote(body.model_id)
+        except Exception:
+            reply.cancel()
+            raise
         if model["task"] == "extractive-question-answering" and not body.context:
+            reply.cancel()
             raise BadRequest("this model answers questions from a passage: send `context` (and the question "
                              "in `question` or `prompt`)")
-        handle = self.playground.options(multiplexed_model_id=str(body.model_id))
         try:
-            result = await handle.generate.remote(body.model_dump())
+            result = await reply
         except Exception as error:
             if isinstance(unwrap(error), FileNotFoundError):
                 raise NotFound(f"model {body.model_id} does not exist")

@@ -56,11 +56,28 @@ class ManagerLink:
             pass
 
 
+# What Ray Train sets in each worker for torchrun-style launchers.
+_DISTRIBUTED_ENV = ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "RANK", "WORLD_SIZE")
+
+
+def leave_single_process_unwrapped() -> None:
+    """Let a one-worker job train its model as it is, not inside DistributedDataParallel.
+
+    accelerate wraps the model in DDP whenever LOCAL_RANK is set, even for a world of
+    one, where there is nothing to synchronise: its per-step hooks cost about 12% of a
+    small model's throughput (docs/benchmarks.md). Ray Train's process group stays up.
+    """
+    for name in _DISTRIBUTED_ENV:
+        os.environ.pop(name, None)
+
+
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     import ray.train
 
     spec = JobSpec.model_validate(config)
     context = ray.train.get_context()
+    if context.get_world_size() == 1:
+        leave_single_process_unwrapped()
     link = ManagerLink(spec)
     try:
         with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-resume-") as download:
