@@ -1,4 +1,4 @@
-"""Shared by the bench scripts: the machine's description and docs/benchmarks.md's tables.
+"""Shared by the bench scripts: their common options, the machine's description and docs/benchmarks.md's tables.
 
 Each script owns one table between `<!-- bench/<script> -->` markers; `--write`
 replaces it (or appends it the first time) and leaves the rest of the page alone.
@@ -6,12 +6,22 @@ replaces it (or appends it the first time) and leaves the rest of the page alone
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "benchmarks.md"
+
+
+def bench_arguments(quick_help: str) -> argparse.ArgumentParser:
+    """--repeats, --quick (what this script's smoke test runs) and --write; scripts add their own."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
+    return parser
 
 
 def machine() -> str:

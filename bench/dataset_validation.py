@@ -12,7 +12,6 @@ under 300 MB at every size.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import statistics
@@ -23,7 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from _table import REPO, machine, write_table
+from _table import REPO, bench_arguments, machine, write_table
 
 WORDS = ("the a river model answer question green boat island harbour apple engine teacher student "
          "letter window garden bridge mountain picture kitchen computer message story").split()
@@ -76,11 +75,8 @@ def run(kind: str, path: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_arguments("small files, one repetition (smoke test)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small files, one repetition (smoke test)")
-    parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
     args = parser.parse_args()
     if args.child:
         return child(*args.child)

@@ -10,7 +10,6 @@ unsloth/huggingface ratios; `--write` updates docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -19,9 +18,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from _table import machine, write_table
+from _table import REPO, bench_arguments, machine, write_table
 
-REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
 PYTHONS = {"huggingface": REPO / ".venv" / "bin" / "python", "unsloth": REPO / ".venv-unsloth" / "bin" / "python"}
 REQUEST = {"task": "text-generation", "model_name": "forge/tiny-llama", "dataset": "bench", "learning_rate": 5e-3,
@@ -81,13 +79,10 @@ def run(provider: str, steps: int, builtin_dir: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_arguments("one short repetition (smoke test)")
     parser.add_argument("--child")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--builtin-dir")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one short repetition (smoke test)")
-    parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.steps, args.builtin_dir)

@@ -25,7 +25,6 @@ the built-in tokenizer); --quick uses forge/tiny-llama and small files.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
-from _table import REPO, machine, write_table
+from _table import REPO, bench_arguments, machine, write_table
 from dataset_validation import generate as generate_jsonl
 
 DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
@@ -310,12 +309,9 @@ def median(results: list[dict], key: str | Callable[[dict], float]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_arguments("tiny model, short windows, small files (smoke test)")
     parser.add_argument("--child-generate", nargs=2, metavar=("MODEL_DIR", "BUILTIN_DIR"))
     parser.add_argument("--child-copy", nargs=2, metavar=("PATH", "FOLDER"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny model, short windows, small files (smoke test)")
-    parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
     args = parser.parse_args()
     if args.child_generate:
         return child_generate(*args.child_generate)

@@ -20,7 +20,6 @@ from the job's metric history (GET /api/jobs/{job_id}/metrics).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -33,7 +32,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-from _table import REPO, machine, write_table
+from _table import REPO, bench_arguments, machine, write_table
 
 SAMPLE = REPO / "examples" / "datasets" / "text_generation.jsonl"
 # Steps before the steady state: the first ones pay for lazy initialisation and warm-up.
@@ -206,13 +205,9 @@ def build_large(builtin: Path, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_arguments("one short repetition, tiny model, one worker (smoke test)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL_DIR", "DATASET"))
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true",
-                        help="one short repetition, tiny model, one worker (smoke test)")
-    parser.add_argument("--write", action="store_true", help="record the figures in docs/benchmarks.md")
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.steps)

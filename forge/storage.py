@@ -41,17 +41,30 @@ def open_filesystem(location: str) -> tuple[Any, str]:
     return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
 
 
+def copy_out(filesystem: Any, source: str, local: Path) -> Path:
+    """Copy a file or folder at `source` on `filesystem` to the local path `local`; returns `local`."""
+    import pyarrow.fs as pafs
+
+    # pyarrow creates no local folders: make the tree's root (its subfolders follow).
+    is_folder = filesystem.get_file_info(source).type == pafs.FileType.Directory
+    (local if is_folder else local.parent).mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(source, str(local), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
+    return local
+
+
+def copy_in(local: Path, filesystem: Any, target: str) -> None:
+    """Copy the local file or folder `local` to `target` on `filesystem` (merged into a folder there)."""
+    import pyarrow.fs as pafs
+
+    pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
+
+
 def local_file(location: str, scratch: Path) -> Path:
     """A local file with the content at `location` (a path as is, or a URI copied into scratch)."""
     if not is_uri(location):
         return Path(location)
-    import pyarrow.fs as pafs
-
     filesystem, path = open_filesystem(location)
-    target = scratch / path.rsplit("/", 1)[-1]
-    scratch.mkdir(parents=True, exist_ok=True)
-    pafs.copy_files(path, str(target), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
-    return target
+    return copy_out(filesystem, path, scratch / path.rsplit("/", 1)[-1])
 
 
 def publish_folder(local: Path, location: str) -> None:
@@ -61,7 +74,7 @@ def publish_folder(local: Path, location: str) -> None:
     filesystem, path = open_filesystem(location)
     if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
         filesystem.delete_dir(path)
-    pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
+    copy_in(local, filesystem, path)
 
 
 class Storage:
@@ -188,25 +201,16 @@ class Storage:
 
     def put(self, local: Path, target: str) -> None:
         """Copy a local file or folder to `target` in storage."""
-        import pyarrow.fs as pafs
-
-        if self.is_local:
-            if local.is_dir():
-                shutil.copytree(local, target, dirs_exist_ok=True)
-            else:
-                shutil.copyfile(local, target)
-            return
-        pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
+        if not self.is_local:
+            copy_in(local, self.fs, target)
+        elif local.is_dir():
+            shutil.copytree(local, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(local, target)
 
     def fetch(self, source: str, local: Path) -> Path:
         """Copy a file or folder from storage to `local`; returns `local`."""
-        import pyarrow.fs as pafs
-
-        # pyarrow creates no local folders: make the tree's root (its subfolders follow).
-        is_folder = self.fs.get_file_info(source).type == pafs.FileType.Directory
-        (local if is_folder else local.parent).mkdir(parents=True, exist_ok=True)
-        pafs.copy_files(source, str(local), source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
-        return local
+        return copy_out(self.fs, source, local)
 
     def local_copy(self, source: str, name: str) -> Path:
         """A local path holding `source`: the file itself locally, else a fresh copy under cache_dir/name."""

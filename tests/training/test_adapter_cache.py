@@ -3,7 +3,9 @@
 Real transformers and PEFT on the built-in tiny Llama; each "trained model" is a
 real LoRA adapter folder with random (non-zero) weights, so every one answers
 differently. Each must answer through the cache exactly as it does loaded alone
-on a base of its own, also when requests for them interleave from several threads.
+on a base of its own, also when requests for them interleave from several threads,
+and whether it shares a slot with models of its layout (hot-swapped in) or has one
+of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.adapter_cache import AdapterCache
+from forge.adapter_cache import AdapterCache, adapter_layout
 from forge.builtin import ensure_builtin
 from forge.inference import load_trained_model, respond
 
@@ -27,14 +29,14 @@ def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("builtin")
 
 
-def _adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets: list[str]) -> Path:
+def _adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets: list[str], **lora: object) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
-                           LoraConfig(r=4, target_modules=targets, init_lora_weights=False))
+                           LoraConfig(**{"r": 4, "target_modules": targets, "init_lora_weights": False, **lora}))
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
     (folder / "forge.json").write_text(json.dumps({"task": "text-generation", "model_kind": "causal-lm",
@@ -44,13 +46,16 @@ def _adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, builtin_dir: Path) -> dict[str, Path]:
-    """Four models of forge/tiny-llama (with different LoRA targets) and one of a second base folder."""
+    """Models of forge/tiny-llama: 1-4 in two layouts (LoRA targets), 6 in 1's layout with another
+    lora_alpha, 7 with a fully trained lm_head (no hot-swap); 5 of a second base folder."""
     root = tmp_path_factory.mktemp("models")
     tiny = ensure_builtin("forge/tiny-llama", builtin_dir)
     other_base = shutil.copytree(tiny, root / "other-base")
     folders = {str(i): _adapter(root / str(i), tiny, "forge/tiny-llama", i,
                                 ["q_proj", "v_proj"] if i % 2 else ["q_proj", "k_proj", "o_proj"]) for i in range(1, 5)}
     folders["5"] = _adapter(root / "5", other_base, str(other_base), 5, ["q_proj", "v_proj"])
+    folders["6"] = _adapter(root / "6", tiny, "forge/tiny-llama", 6, ["q_proj", "v_proj"], lora_alpha=32)
+    folders["7"] = _adapter(root / "7", tiny, "forge/tiny-llama", 7, ["q_proj", "v_proj"], modules_to_save=["lm_head"])
     return folders
 
 
@@ -104,3 +109,18 @@ def test_a_model_folder_without_a_safetensors_adapter_is_not_loaded(models, buil
     (folder / "adapter_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
         AdapterCache(builtin_dir).respond("9", REQUEST, lambda: folder)
+
+
+def test_models_of_one_layout_share_a_slot_and_others_get_their_own(models):
+    assert adapter_layout(models["1"]) == adapter_layout(models["3"]) == adapter_layout(models["6"])
+    assert adapter_layout(models["2"]) == adapter_layout(models["4"]) != adapter_layout(models["1"])
+    assert adapter_layout(models["7"]) is None  # its lm_head is not LoRA weights: never hot-swapped
+
+
+def test_swapped_models_keep_their_own_scaling_and_a_full_module_model_its_head(models, alone, builtin_dir: Path):
+    cache = AdapterCache(builtin_dir, max_adapters=4, max_bases=1)
+    for key in ["1", "6", "7", "3", "1", "7", "6"]:
+        assert cache.respond(key, REQUEST, lambda key=key: models[key])["generated_text"] == alone[key], key
+    # 1, 3 and 6 took turns in one slot, 7 has its own: the base carries two PEFT adapters.
+    (base,) = cache._bases.values()
+    assert sorted(base.peft.peft_config) == ["slot_1", "slot_2"]

@@ -9,34 +9,30 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_building_the_app_imports_no_heavy_library(tmp_path: Path):
-    probe = (
-        "import sys\n"
-        "import deployments.app\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'unsloth') if m in sys.modules)\n"
-        "print(','.join(heavy))\n"
-    )
+def heavy_modules_after(statements: str, home: Path, candidates: tuple[str, ...]) -> list[str]:
+    """Which of `candidates` a fresh interpreter has imported after running `statements`."""
+    probe = f"import sys\n{statements}\nprint(','.join(sorted(m for m in {candidates!r} if m in sys.modules)))\n"
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "FORGE_HOME": str(tmp_path), "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "FORGE_HOME": str(home), "HOME": str(home)},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ""
+    return [m for m in result.stdout.strip().split(",") if m]
+
+
+def test_building_the_app_imports_no_heavy_library(tmp_path: Path):
+    assert heavy_modules_after("import deployments.app", tmp_path,
+                               ("torch", "transformers", "trl", "peft", "unsloth")) == []
 
 
 def test_a_jobs_runner_imports_no_training_stack(tmp_path: Path):
     # The runner only hands Ray Train the entry point; the training stack loads in the workers.
-    probe = (
-        "import sys\n"
-        "import forge.training.runner as runner\n"
-        "from ray import cloudpickle\n"
-        "cloudpickle.loads(cloudpickle.dumps(runner.train_worker_huggingface))\n"
-        "heavy = sorted(m for m in ('transformers', 'trl', 'peft', 'unsloth') if m in sys.modules)\n"
-        "print(','.join(heavy))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "FORGE_HOME": str(tmp_path), "HOME": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ""
+    statements = ("import forge.training.runner as runner\n"
+                  "from ray import cloudpickle\n"
+                  "cloudpickle.loads(cloudpickle.dumps(runner.train_worker_huggingface))")
+    assert heavy_modules_after(statements, tmp_path, ("transformers", "trl", "peft", "unsloth")) == []
+
+
+def test_the_probe_sees_a_heavy_import(tmp_path: Path):
+    # The two checks above can only fail if the probe notices an import at all.
+    assert heavy_modules_after("import peft", tmp_path, ("peft", "unsloth")) == ["peft"]
