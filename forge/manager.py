@@ -59,6 +59,10 @@ class _PreparedJob:
     dataset_format: str
 
 
+# The huggingface provider's runner environment: the one a spare runner is started in.
+_SPARE_ENV: dict[str, Any] = {"env_vars": RUNNER_ENV}
+
+
 @dataclass
 class ActiveJob:
     record: JobRecord
@@ -81,6 +85,8 @@ class TrainingManager:
         self.registry = Registry(self.storage.database)
         self.feed = ChangeFeed()
         self.active: dict[str, ActiveJob] = {}
+        # A JobRunner started and warmed ahead for the next huggingface job, with its warm-up call.
+        self._spare: Optional[tuple[Any, Any]] = None
         self._unsloth_probe: Optional[asyncio.Task] = None
         self._mark_orphans_interrupted()
 
@@ -252,9 +258,7 @@ class TrainingManager:
         assert job.spec is not None
         try:
             self._update(job_id, status="starting", message="; ".join(job.notes) or "Starting Ray Train workers")
-            job.runner = JobRunner.options(
-                name=f"runner-{job_id}", namespace=RAY_NAMESPACE, runtime_env=self._runtime_env(job.spec)
-            ).remote()
+            job.runner = await self._runner_for(job)
             outcome = await job.runner.run.remote(job.spec.model_dump(mode="json"))
             if job.stop_requested or outcome.get("stopped"):
                 self._finish(job_id, "stopped", "Training stopped by request")
@@ -278,6 +282,32 @@ class TrainingManager:
                 ray.kill(job.runner, no_restart=True)
             self.storage.remove_tree(self.storage.staging_dir(job_id))
             self.active.pop(job_id, None)
+            self._keep_a_spare()
+
+    async def _runner_for(self, job: ActiveJob) -> Any:
+        """The job's runner: the spare when the job runs in the spare's environment, else a new one."""
+        assert job.spec is not None
+        runtime_env = self._runtime_env(job.spec)
+        if self._spare is not None and runtime_env == _SPARE_ENV:
+            (job.runner, warming), self._spare = self._spare, None
+            try:
+                await warming
+                return job.runner
+            except ray.exceptions.RayActorError:
+                if job.stop_requested:  # killed by a hard stop while it warmed up
+                    raise
+                log.warning("the spare job runner was lost; starting a new one for %s", job.record.job_id)
+        return JobRunner.options(
+            name=f"runner-{job.record.job_id}", namespace=RAY_NAMESPACE, runtime_env=runtime_env
+        ).remote()
+
+    def _keep_a_spare(self) -> None:
+        """Start a runner for the next job now, while nothing waits for it (after a job, not during one)."""
+        if self.settings.spare_runner and self._spare is None:
+            # Named for its manager (the job id is not known yet): several services may share a cluster.
+            name = f"{self.settings.manager_name}-runner-{secrets.token_hex(4)}"
+            runner = JobRunner.options(name=name, namespace=RAY_NAMESPACE, runtime_env=_SPARE_ENV).remote()
+            self._spare = (runner, runner.warm.remote())
 
     def _runtime_env(self, spec: JobSpec) -> dict[str, Any]:
         """The runner's environment; Ray Train's controller and workers inherit it."""

@@ -21,6 +21,8 @@ import pytest
 from support import SAMPLE_DATASET, Service, assert_error_shape
 from websockets.sync.client import connect
 
+from forge.settings import MANAGER_NAME
+
 pytestmark = pytest.mark.integration
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -218,10 +220,20 @@ def test_playground_generates_deterministically_and_the_adapter_matters(service:
 def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, story: dict):
     from ray.util.state import list_actors
 
+    def train_actors() -> list:
+        alive = list_actors(address=service.dashboard_url, filters=[("state", "!=", "DEAD")], limit=1000)
+        return [a for a in alive if "RayTrainWorker" in a.class_name or a.class_name == "JobRunner"]
+
+    # The story's first job has ended: the manager keeps one runner started for the next job.
+    spares = [a.actor_id for a in train_actors() if a.name.startswith(f"{MANAGER_NAME}-runner-")]
+    assert len(spares) == 1
     response = service.start(dataset=story["dataset"], num_train_epochs=500)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
     service.wait_for(lambda s: s["status"] == "training" and s["current_step"] > 0, job_id)
+    # This job took the spare; the next spare is started only once a job ends.
+    job_actors = {a.actor_id for a in train_actors()}
+    assert [a.actor_id for a in train_actors() if a.name.startswith(f"{MANAGER_NAME}-runner-")] == spares
 
     asked = time.monotonic()
     stopped = service.post("/api/stop_training")
@@ -233,14 +245,15 @@ def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, stor
     assert status["current_step"] < status["total_steps"]
     assert status["model_id"] is None
 
-    def train_actors() -> list:
-        alive = list_actors(address=service.dashboard_url, filters=[("state", "=", "ALIVE")], limit=1000)
-        return [a for a in alive if "RayTrainWorker" in a.class_name or a.class_name == "JobRunner"]
+    def still_alive() -> list:
+        return [a for a in train_actors() if a.actor_id in job_actors or a.class_name != "JobRunner"]
 
     deadline = time.monotonic() + 30
-    while train_actors() and time.monotonic() < deadline:
+    while still_alive() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert train_actors() == []
+    assert still_alive() == []
+    # What may remain is at most the spare runner for this manager's next job.
+    assert len([a for a in train_actors() if a.name.startswith(f"{MANAGER_NAME}-runner-")]) <= 1
 
     events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
     assert [e["kind"] for e in events if e["kind"] in ("stop", "stopped")][:2] == ["stop", "stopped"]

@@ -75,6 +75,11 @@ def test_settings_explicit_values(tmp_path):
     assert settings.stop_grace_s == 2.0
 
 
+def test_a_spare_runner_is_kept_unless_turned_off(tmp_path):
+    assert Settings.from_env({"FORGE_HOME": str(tmp_path)}).spare_runner is True
+    assert Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_SPARE_RUNNER": "0"}).spare_runner is False
+
+
 def test_settings_empty_api_key_means_none(tmp_path):
     assert Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_API_KEY": ""}).api_key is None
 
