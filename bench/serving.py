@@ -321,6 +321,7 @@ def main() -> None:
     quick = args.quick
     repeats = 1 if quick else args.repeats
     window_s = 2.0 if quick else 8.0  # each status-latency measurement
+    settle_s = 1.0 if quick else 8.0
     new_tokens = 16 if quick else 64
     generations = 3 if quick else 5  # per repetition and side
     sizes_mb = [2, 8] if quick else [100, 1024]
@@ -354,6 +355,9 @@ def main() -> None:
                     raise SystemExit(f"the job left training during the measurement: {service.status(job)}")
                 service.post("/api/stop_training", params={"job_id": job})
                 service.wait(job, {"stopped"})
+                # A job's end starts the next job's spare runner (a new process and its imports, a few
+                # seconds of CPU): idle means after that.
+                time.sleep(settle_s)
                 log(f"repetition {r}: status and health load, idle")
                 latency["idle"] += status_load(service.url, "/api/training_status", window_s)
                 latency["health"] += status_load(service.url, "/api/health", window_s)
