@@ -30,12 +30,20 @@ from forge.training.spec import JobSpec
 class ManagerLink:
     """Reports to the TrainingManager actor; never blocks training on it."""
 
+    # How often rank 0 asks whether the job should stop. The answer is read at a later step, never
+    # waited for: a round trip to the manager at every step cost a small model a fifth of its
+    # throughput (docs/benchmarks.md). A stop lands this long plus a step or two after the request.
+    STOP_POLL_S = 0.25
+
     def __init__(self, spec: JobSpec) -> None:
         import ray
 
         self._ray = ray
         self._job_id = spec.job_id
         self._manager = ray.get_actor(spec.manager_name, namespace=spec.namespace)
+        self._stop = False
+        self._stop_reply: Any = None  # the manager's answer, still on its way
+        self._asked_at = float("-inf")
 
     def progress(self, update: dict[str, Any]) -> None:
         try:
@@ -44,10 +52,18 @@ class ManagerLink:
             pass
 
     def stop_requested(self) -> bool:
+        if self._stop:
+            return True
         try:
-            return bool(self._ray.get(self._manager.stop_requested.remote(self._job_id), timeout=10))
-        except Exception:
-            return False
+            if self._stop_reply is not None and self._ray.wait([self._stop_reply], timeout=0)[0]:
+                reply, self._stop_reply = self._stop_reply, None
+                self._stop = bool(self._ray.get(reply))
+            if self._stop_reply is None and time.monotonic() - self._asked_at >= self.STOP_POLL_S:
+                self._stop_reply = self._manager.stop_requested.remote(self._job_id)
+                self._asked_at = time.monotonic()
+        except Exception:  # a restarting manager must not kill the run
+            self._stop_reply = None
+        return self._stop
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         try:
