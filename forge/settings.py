@@ -54,7 +54,7 @@ class Settings(BaseModel):
     stop_grace_s: float = Field(20.0, gt=0, description="FORGE_STOP_GRACE_S: cooperative stop before a hard kill.")
     spare_runner: bool = Field(
         True, description="FORGE_SPARE_RUNNER: keep a job runner started ahead (an idle process of about "
-        "300 MB) so the next job starts about 3 s sooner.",
+        "400 MB resident) so the next job starts about 3 s sooner.",
     )
     unsloth_python: Path = Field(
         DEFAULT_UNSLOTH_PYTHON,
