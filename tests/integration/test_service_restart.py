@@ -99,8 +99,9 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         done = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
         finished = service.wait_for(lambda s: s["status"] in TERMINAL, done)
         assert finished["status"] == "completed"
-        # Checkpoints every 25 steps: the second comes a few seconds in, long before step 250.
-        cut_off = service.start(dataset=dataset, max_steps=250, save_steps=25, per_device_train_batch_size=2,
+        # Checkpoints every 25 steps: the second comes a few seconds in, long before step 250
+        # (batch 16 keeps a step of the tiny model at tens of milliseconds).
+        cut_off = service.start(dataset=dataset, max_steps=250, save_steps=25, per_device_train_batch_size=16,
                                 gradient_accumulation_steps=1, eval_split=0).json()["job_id"]
         _wait_for_checkpoints(service, cut_off)
         before = {
@@ -109,6 +110,8 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
             "finished_job": service.status(done),
         }
         model_files = _digest(home / "models" / str(finished["model_id"]))
+        running = service.status(cut_off)
+        assert running["status"] == "training" and running["current_step"] < 250, running
     finally:
         first.interrupt()
     assert first.process.returncode is not None
