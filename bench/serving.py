@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,13 +41,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
+from _service import BenchService
 from _table import REPO, bench_arguments, machine, write_table
 from dataset_validation import generate as generate_jsonl
 
 DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
 PROMPT = "Tell me a story about a river and a boat."
 CLIENTS = 20
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 # The full run's base: big enough that loading it is a measurable cost (about 26M parameters, 100 MB).
 MODERATE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 8,
             "intermediate_size": 1376, "max_position_embeddings": 512}
@@ -57,61 +55,17 @@ MODERATE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8
 
 # ------------------------------------------------------------------ the service
 
-class Service:
+class Service(BenchService):
+    """The service with a limit of 2 jobs and 4 GB uploads, and this benchmark's requests."""
+
     def __init__(self, home: Path) -> None:
-        import ray
-        from ray import serve
-
-        os.environ.update({"FORGE_HOME": str(home), "FORGE_MAX_UPLOAD_MB": "4096", "FORGE_STOP_GRACE_S": "20",
-                           "FORGE_MAX_CONCURRENT_JOBS": "2",
-                           "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"})
-        with socket.socket() as sock:  # a free loopback port: other Serve apps may hold 8000
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        context = ray.init(address="local", num_cpus=2, namespace="modelforge-bench", log_to_driver=False)
-        self.dashboard = f"http://{context.dashboard_url}"  # the state API's address: other instances may run
-        serve.start(http_options={"host": "127.0.0.1", "port": self.port})
-        from deployments.app import AppArgs, build_app
-
-        serve.run(build_app(AppArgs()), name="modelforge", route_prefix="/")
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.http = requests.Session()
-
-    def close(self) -> None:
-        import ray
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.get(self.url + path, timeout=120, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        response = self.http.post(self.url + path, timeout=600, **kwargs)
-        if response.status_code != 200:
-            raise SystemExit(f"POST {path} answered {response.status_code}: {response.text[:1000]}")
-        return response
-
-    def status(self, job_id: str) -> dict:
-        return self.get("/api/training_status", params={"job_id": job_id}).json()
+        super().__init__(home, FORGE_MAX_UPLOAD_MB="4096", FORGE_STOP_GRACE_S="20", FORGE_MAX_CONCURRENT_JOBS="2")
 
     def start(self, base: Path, dataset: str, **fields: Any) -> str:
         body = {"task": "text-generation", "model_name": str(base), "provider": "huggingface", "strategy": "sft",
                 "dataset": dataset, "eval_split": 0, "learning_rate": 5e-3, "per_device_train_batch_size": 2,
                 "gradient_accumulation_steps": 1, **fields}
         return self.post("/api/start_training", json=body).json()["job_id"]
-
-    def wait(self, job_id: str, statuses: set[str], timeout: float = 900) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status(job_id)
-            if status["status"] in statuses:
-                return status
-            if status["status"] in TERMINAL:
-                raise SystemExit(f"job {job_id} ended {status['status']} while waiting for {statuses}: {status}")
-            time.sleep(0.2)
-        raise SystemExit(f"job {job_id} did not reach {statuses} in {timeout}s")
 
     def train(self, base: Path, dataset: str, **fields: Any) -> int:
         return self.wait(self.start(base, dataset, **fields), {"completed"})["model_id"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
+from _service import BenchService
 from _table import REPO, bench_arguments, machine, write_table
 
 SAMPLE = REPO / "examples" / "datasets" / "text_generation.jsonl"
@@ -121,60 +121,18 @@ def run_baseline(model_dir: Path, dataset: Path, steps: int) -> dict:
 # ----------------------------------------------------------------------- ours
 
 
-class Service:
-    """The whole service in this process's own Ray instance, on a free loopback port."""
+class Service(BenchService):
+    """The service with its default settings; no Ray dashboard, which nothing here reads."""
 
     def __init__(self, home: Path) -> None:
-        import ray
-        from ray import serve
-
-        os.environ["FORGE_HOME"] = str(home)
-        os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        # "local": a fresh instance of our own, never a cluster that something else started.
-        ray.init(address="local", num_cpus=2, namespace="modelforge-bench", log_to_driver=False,
-                 include_dashboard=False)
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        from deployments.app import AppArgs, build_app
-
-        serve.run(build_app(AppArgs()), name="modelforge", route_prefix="/")
-        self.url = f"http://127.0.0.1:{port}"
-
-    def close(self) -> None:
-        import ray
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
-
-    def upload(self, path: Path) -> str:
-        import requests
-
-        with path.open("rb") as handle:
-            response = requests.post(self.url + "/api/upload_dataset", timeout=60,
-                                     files={"file": (path.name, handle, "application/jsonl")})
-        response.raise_for_status()
-        return response.json()["filename"]
+        super().__init__(home, dashboard=False)
 
     def train(self, body: dict) -> dict:
         """One job, start to finish; its figures from the metric history."""
-        import requests
-
         started = time.time()
-        response = requests.post(self.url + "/api/start_training", json=body, timeout=60)
-        if response.status_code != 200:
-            raise SystemExit(f"start_training answered {response.status_code}: {response.text}")
-        job_id = response.json()["job_id"]
-        while True:
-            time.sleep(0.5)  # polled gently: the status is not what is timed
-            status = requests.get(self.url + "/api/training_status", params={"job_id": job_id}, timeout=60).json()
-            if status["status"] not in ("queued", "starting", "training", "stopping"):
-                break
-        if status["status"] != "completed":
-            raise SystemExit(f"job {job_id} ended {status['status']}: {status['message']}")
-        history = requests.get(f"{self.url}/api/jobs/{job_id}/metrics", timeout=60).json()["metrics"]
+        job_id = self.post("/api/start_training", json=body).json()["job_id"]
+        self.wait(job_id, {"completed"}, poll_s=0.5)  # polled gently: the status is not what is timed
+        history = self.get(f"/api/jobs/{job_id}/metrics").json()["metrics"]
         return figures(started, [(datetime.fromisoformat(m["logged_at"]).timestamp(), m["num_tokens"])
                                  for m in history if "num_tokens" in m])
 

@@ -59,8 +59,8 @@ class _PreparedJob:
     dataset_format: str
 
 
-# The huggingface provider's runner environment: the one a spare runner is started in.
-_SPARE_ENV: dict[str, Any] = {"env_vars": RUNNER_ENV}
+# The huggingface provider's runner environment, the one a spare runner is started in.
+_HUGGINGFACE_RUNNER_ENV: dict[str, Any] = {"env_vars": RUNNER_ENV}
 
 
 @dataclass
@@ -288,7 +288,7 @@ class TrainingManager:
         """The job's runner: the spare when the job runs in the spare's environment, else a new one."""
         assert job.spec is not None
         runtime_env = self._runtime_env(job.spec)
-        if self._spare is not None and runtime_env == _SPARE_ENV:
+        if self._spare is not None and runtime_env == _HUGGINGFACE_RUNNER_ENV:
             (job.runner, warming), self._spare = self._spare, None
             try:
                 await warming
@@ -306,14 +306,14 @@ class TrainingManager:
         if self.settings.spare_runner and self._spare is None:
             # Named for its manager (the job id is not known yet): several services may share a cluster.
             name = f"{self.settings.manager_name}-runner-{secrets.token_hex(4)}"
-            runner = JobRunner.options(name=name, namespace=RAY_NAMESPACE, runtime_env=_SPARE_ENV).remote()
+            runner = JobRunner.options(name=name, namespace=RAY_NAMESPACE, runtime_env=_HUGGINGFACE_RUNNER_ENV).remote()
             self._spare = (runner, runner.warm.remote())
 
     def _runtime_env(self, spec: JobSpec) -> dict[str, Any]:
         """The runner's environment; Ray Train's controller and workers inherit it."""
         if spec.request.provider == "unsloth":
-            return {"py_executable": str(self.settings.unsloth_python), "env_vars": RUNNER_ENV}
-        return {"env_vars": RUNNER_ENV}
+            return {**_HUGGINGFACE_RUNNER_ENV, "py_executable": str(self.settings.unsloth_python)}
+        return dict(_HUGGINGFACE_RUNNER_ENV)
 
     def _register_model(self, job: ActiveJob, metrics: dict[str, Any]) -> ModelRecord:
         assert job.spec is not None
