@@ -8,17 +8,10 @@ the SQLite registry under a temporary FORGE_HOME.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
-from support import Service
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from support import Service, free_port
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +27,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     dataset_root.mkdir()
     os.environ["FORGE_DATASET_ROOTS"] = str(dataset_root)
     os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
-    port = _free_port()
+    port = free_port()
 
     # "local": always a fresh instance, never one a `ray start` elsewhere on this machine left behind.
     context = ray.init(address="local", num_cpus=2, namespace="modelforge-tests", log_to_driver=False)

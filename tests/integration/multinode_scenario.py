@@ -18,23 +18,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import requests
+from support import SAMPLE_DATASET, free_port
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
 TERMINAL = {"completed", "failed", "stopped", "interrupted"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_status(url: str, job_id: str, timeout: float = 300) -> dict:

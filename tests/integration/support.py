@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,37 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that were free a moment ago (all held open until each is known)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def wait_healthy(url: str, timeout: float = 180, alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll GET /api/health until it answers 200; `alive` says whether the process serving it still runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert alive(), "the service's process exited while starting"
+        try:
+            if requests.get(url + "/api/health", timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            # Refused while the proxy starts; slow while the replicas start on a busy machine.
+            pass
+        time.sleep(1)
+    raise AssertionError(f"the service did not answer /api/health within {timeout}s")
 
 
 @dataclass

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
-from support import REPO, SAMPLE_DATASET, Service
+from support import REPO, SAMPLE_DATASET, Service, free_ports, wait_healthy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,18 +24,8 @@ TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 BIN = REPO / ".venv" / "bin"
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def test_serve_deploy_of_the_shipped_config_on_a_ray_start_cluster(tmp_path: Path):
-    gcs, dashboard, client, agent, agent_grpc, metrics, runtime_env_agent, http = _free_ports(8)
+    gcs, dashboard, client, agent, agent_grpc, metrics, runtime_env_agent, http = free_ports(8)
     config = yaml.safe_load((REPO / "deployments" / "serve_config.yaml").read_text())
     config["http_options"] = {"host": "127.0.0.1", "port": http}
     deployed = tmp_path / "serve_config.yaml"
@@ -66,14 +54,7 @@ def test_serve_deploy_of_the_shipped_config_on_a_ray_start_cluster(tmp_path: Pat
         assert deploy.returncode == 0, deploy.stderr[-2000:]
 
         service = Service(url=f"http://127.0.0.1:{http}", ws_url=f"ws://127.0.0.1:{http}", home=tmp_path / "home")
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(service.url + "/api/health", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
+        wait_healthy(service.url, alive=lambda: head.poll() is None)
         assert service.get("/api/health").json()["status"] == "healthy"
 
         uploaded = service.upload(SAMPLE_DATASET)

@@ -11,24 +11,16 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import requests
-from support import REPO, SAMPLE_DATASET, Service, assert_error_shape
+from support import REPO, SAMPLE_DATASET, Service, assert_error_shape, free_port, wait_healthy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TERMINAL = {"completed", "failed", "stopped", "interrupted"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServeProcess:
@@ -44,17 +36,8 @@ class ServeProcess:
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
-    def wait_healthy(self, url: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "serve run exited while starting"
-            try:
-                if requests.get(url + "/api/health", timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        raise AssertionError(f"the service did not answer within {timeout}s")
+    def wait_healthy(self, url: str) -> None:
+        wait_healthy(url, alive=lambda: self.process.poll() is None)
 
     def interrupt(self, timeout: float = 90) -> int:
         self.process.send_signal(signal.SIGINT)
@@ -83,7 +66,7 @@ def _wait_for_checkpoints(service: Service, job_id: str, count: int = 2, timeout
 
 
 def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "serve.yaml"
     config.write_text(
         f"http_options:\n  host: 127.0.0.1\n  port: {port}\n"
