@@ -50,7 +50,9 @@ class ProgressCallback(TrainerCallback):
             self.link.progress(self._steps(state))
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.is_main:
+        # A step about to be logged is reported once, by on_log, with its loss: one message
+        # per step rather than two (each costs the training thread and the manager a little).
+        if self.is_main and not control.should_log:
             self.link.progress({**self._steps(state), "current_epoch": state.epoch or 0})
         if self._agree_on_stop():
             self.stopped = True

@@ -40,6 +40,11 @@ def test_sft_loss_falls_and_the_adapter_is_saved(tmp_path: Path, builtin_dir: Pa
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
     steps = [u["current_step"] for u in link.updates if "current_step" in u]
     assert steps == sorted(steps) and max(steps) == outcome["metrics"]["train_steps"]
+    # Each step reaches the manager once, with its loss: one message per step, not two. (Step 0
+    # is the start; the last step also carries the evaluation and the trainer's summary.)
+    last = outcome["metrics"]["train_steps"]
+    assert [u["current_step"] for u in link.updates if "loss" in u] == list(range(1, last + 1))
+    assert [u for u in link.updates if "loss" not in u and 0 < u.get("current_step", 0) < last] == []
 
     adapter = Path(spec.output_dir)
     assert (adapter / "adapter_model.safetensors").is_file()
