@@ -3,7 +3,7 @@
 One real service (Ray on 2 CPUs, Serve's HTTP proxy on a free loopback port, a
 temporary FORGE_HOME), started once and measured over HTTP:
 
-1. GET /api/training_status, 20 concurrent clients, while a 2-worker job trains
+1. GET /api/training_status, 20 concurrent clients, while a 2-worker job trains (1 worker with --quick)
    vs the same load on the idle service (p50, p99).
 2. POST /api/playground/generate on a warm model vs transformers `generate` with
    the same base + adapter in a plain process (same prompt, max_new_tokens,
@@ -279,6 +279,7 @@ def main() -> None:
     new_tokens = 16 if quick else 64
     generations = 3 if quick else 5  # per repetition and side
     sizes_mb = [2, 8] if quick else [100, 1024]
+    load_workers = 1 if quick else 2  # the job training while status is measured: both cores, or (quick) one
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="forge-bench-serving-") as tmp:
         tmp_dir = Path(tmp)
@@ -293,15 +294,15 @@ def main() -> None:
             # request finds its base not loaded. base 0 is the warm-up's.
             bases = [build_base(tmp_dir / "bases" / f"base-{i}", builtin_dir, quick) for i in range(repeats + 1)]
 
-            # 1 + 3. Per repetition: a long 2-worker job (status under load while it trains, then idle),
-            # a short second job on the same base, then the cold load and the adapter switch.
+            # 1 + 3. Per repetition: a long job (status under load while it trains, then idle), two
+            # short jobs on the same base, then the cold load and the adapter switch.
             if not quick:  # replica warm-up: first-request costs (imports, allocator) out of the cold figure
                 service.generate(service.train(bases[0], dataset, max_steps=1), 4)
             latency: dict[str, list[float]] = {"training": [], "idle": [], "health": []}
             loads: dict[str, list[float]] = {"switch": [], "cold": []}
             pairs = []
             for r in range(1, repeats + 1):
-                job = service.start(bases[r], dataset, max_steps=100_000, num_workers=2)
+                job = service.start(bases[r], dataset, max_steps=100_000, num_workers=load_workers)
                 service.wait(job, {"training"})
                 log(f"repetition {r}: status load while training")
                 latency["training"] += status_load(service.url, "/api/training_status", window_s)

@@ -100,3 +100,23 @@ def assert_error_shape(response: requests.Response, status_code: int) -> dict:
     assert body["status_code"] == status_code
     assert "Traceback" not in response.text
     return body
+
+
+def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float = 120) -> int:
+    """Wait until Ray Train's controller has recorded a checkpoint of the running job; return its step.
+
+    The worker's "checkpoint" event comes first; the controller records the checkpoint
+    at its next poll of the workers, and only then does a restart resume from it.
+    """
+    from forge.training.checkpoints import latest_registered_step
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        step = latest_registered_step(str(service.home / "runs" / job_id))
+        if step is not None:
+            status = service.status(job_id)
+            assert status["status"] == "training", f"the job ended before the fault could hit it: {status}"
+            return step
+        time.sleep(0.1)
+    events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
+    raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} within {timeout}s: {events}")

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from support import SAMPLE_DATASET, Service, assert_error_shape
+from support import SAMPLE_DATASET, Service, assert_error_shape, wait_for_registered_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,25 +40,6 @@ def _events(service: Service, job_id: str) -> list[dict]:
     response = service.get(f"/api/jobs/{job_id}/events")
     assert response.status_code == 200, response.text
     return response.json()["events"]
-
-
-def _wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float = 120) -> int:
-    """Wait until Ray Train's controller has recorded a checkpoint of the job; return its step.
-
-    The worker's "checkpoint" event comes first; the controller records the checkpoint
-    at its next poll of the workers, and only then will a restart resume from it.
-    """
-    from forge.training.checkpoints import latest_registered_step
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        step = latest_registered_step(str(service.home / "runs" / job_id))
-        if step is not None:
-            status = service.status(job_id)
-            assert status["status"] == "training", f"the job ended before the fault could hit it: {status}"
-            return step
-        time.sleep(0.1)
-    raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} within {timeout}s: {_events(service, job_id)}")
 
 
 class StepRecorder:
@@ -91,7 +72,7 @@ def test_a_killed_training_worker_restarts_and_resumes_from_its_checkpoint(servi
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
     recorder = StepRecorder(service, job_id)
-    _wait_for_registered_checkpoint(service, job_id)
+    wait_for_registered_checkpoint(service, job_id)
     workers = _alive_actors(service, "RayTrainWorker")
     assert len(workers) == 1
     os.kill(workers[0].pid, signal.SIGKILL)
@@ -120,7 +101,7 @@ def test_a_killed_manager_restarts_and_the_interrupted_job_resumes(service: Serv
                              gradient_accumulation_steps=1, eval_split=0)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
-    _wait_for_registered_checkpoint(service, job_id)
+    wait_for_registered_checkpoint(service, job_id)
 
     ray.kill(ray.get_actor("training_manager", namespace="modelforge"), no_restart=False)
 

@@ -12,11 +12,18 @@ import hashlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from support import REPO, SAMPLE_DATASET, Service, assert_error_shape, free_port, wait_healthy
+from support import (
+    REPO,
+    SAMPLE_DATASET,
+    Service,
+    assert_error_shape,
+    free_port,
+    wait_for_registered_checkpoint,
+    wait_healthy,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,7 +36,9 @@ class ServeProcess:
     def __init__(self, config: Path, home: Path, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FORGE_"))}
         # RAY_ADDRESS=local: `serve run` starts its own instance, as on a machine with no other Ray.
-        env.update(FORGE_HOME=str(home), RAY_TRAIN_ENABLE_PRINT_PATCH="0", RAY_ADDRESS="local")
+        # Two jobs at once: a short one finishes beside the one Ctrl-C cuts off.
+        env.update(FORGE_HOME=str(home), FORGE_MAX_CONCURRENT_JOBS="2", RAY_TRAIN_ENABLE_PRINT_PATCH="0",
+                   RAY_ADDRESS="local")
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "serve"), "run", str(config)], cwd=REPO, env=env,
@@ -54,17 +63,6 @@ def _digest(folder: Path) -> dict[str, str]:
             for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
-def _wait_for_checkpoints(service: Service, job_id: str, count: int = 2, timeout: float = 180) -> None:
-    """Until `count` checkpoint events: by the second, Ray Train has surely recorded the first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
-        if sum(e["kind"] == "checkpoint" for e in events) >= count:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} wrote no checkpoint within {timeout}s")
-
-
 def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_path: Path):
     port = free_port()
     config = tmp_path / "serve.yaml"
@@ -79,14 +77,14 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
     try:
         first.wait_healthy(service.url)
         dataset = service.upload(SAMPLE_DATASET, name="restart.jsonl").json()["filename"]
+        # Two jobs side by side: one finishes, one is cut off. Checkpoints every 25 steps come a
+        # few seconds in, long before step 250 (batch 16: tens of milliseconds per tiny step).
         done = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
-        finished = service.wait_for(lambda s: s["status"] in TERMINAL, done)
-        assert finished["status"] == "completed"
-        # Checkpoints every 25 steps: the second comes a few seconds in, long before step 250
-        # (batch 16 keeps a step of the tiny model at tens of milliseconds).
         cut_off = service.start(dataset=dataset, max_steps=250, save_steps=25, per_device_train_batch_size=16,
                                 gradient_accumulation_steps=1, eval_split=0).json()["job_id"]
-        _wait_for_checkpoints(service, cut_off)
+        finished = service.wait_for(lambda s: s["status"] in TERMINAL, done)
+        assert finished["status"] == "completed"
+        wait_for_registered_checkpoint(service, cut_off)
         before = {
             "models": service.get("/api/models").json(),
             "datasets": service.get("/api/datasets").json(),
