@@ -346,7 +346,12 @@ class TrainingManager:
 
     # -------------------------------------------------------------- progress
 
-    async def report_progress(self, job_id: str, update: dict[str, Any]) -> None:
+    async def report_progress(self, job_id: str, updates: list[dict[str, Any]]) -> None:
+        """Rank 0's progress, a few steps per call, oldest first; each step reaches the feed."""
+        for update in updates:
+            self._apply_progress(job_id, update)
+
+    def _apply_progress(self, job_id: str, update: dict[str, Any]) -> None:
         job = self.active.get(job_id)
         if job is None or job.record.status not in ACTIVE_STATUSES:
             return

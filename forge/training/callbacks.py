@@ -20,7 +20,13 @@ from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, Checkpoi
 class JobLink(Protocol):
     """The worker's line to whoever owns the job (the TrainingManager under Ray)."""
 
-    def progress(self, update: dict[str, Any]) -> None: ...
+    def progress(self, update: dict[str, Any]) -> None:
+        """A step's numbers; the link may hold them back briefly and send several at once."""
+        ...
+
+    def flush(self) -> None:
+        """Send whatever progress is held back."""
+        ...
 
     def stop_requested(self) -> bool: ...
 

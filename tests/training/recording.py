@@ -27,6 +27,9 @@ class RecordingLink:
     def progress(self, update: dict) -> None:
         self.updates.append(update)
 
+    def flush(self) -> None:
+        pass  # nothing is held back
+
     def stop_requested(self) -> bool:
         # Rank 0 asks once at the end of every step, before that step's report goes out.
         self._questions += 1
