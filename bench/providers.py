@@ -44,6 +44,8 @@ def child(provider: str, steps: int, builtin_dir: str) -> None:
     class Silent:
         def progress(self, update: dict) -> None: ...
 
+        def flush(self) -> None: ...
+
         def stop_requested(self) -> bool:
             return False
 
