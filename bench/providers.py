@@ -36,10 +36,10 @@ def child(provider: str, steps: int, builtin_dir: str) -> None:
     from forge.datasets import read_examples
     from forge.schemas import TrainingRequest
     from forge.training.options import Hardware, resolve_options
-    from forge.training.providers import load_tokenizer
+    from forge.modeling.loading import load_tokenizer
     from forge.training.spec import JobSpec
-    from forge.training.tasks import causal_example
-    from forge.training.worker import run_training
+    from forge.modeling.prompts import causal_example
+    from forge.training.entry import run_training
 
     class Silent:
         def progress(self, update: dict) -> None: ...

@@ -123,7 +123,7 @@ def child_generate(model_dir: str, builtin_dir: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from forge.builtin import ensure_builtin, is_builtin
-    from forge.training.tasks import causal_prompt
+    from forge.modeling.prompts import causal_prompt
 
     meta = json.loads((Path(model_dir) / "forge.json").read_text())
     source = meta["base_model_source"]

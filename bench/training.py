@@ -71,7 +71,7 @@ def child(model_dir: str, dataset: str, steps: int) -> None:
     from trl import SFTConfig, SFTTrainer
 
     from forge.datasets import read_examples
-    from forge.training.tasks import causal_example
+    from forge.modeling.prompts import causal_example
 
     request = {**REQUEST, "max_steps": steps}
     # The rows as the service feeds them: the same prompt format, shuffled with the same seed.

@@ -1,7 +1,7 @@
 """The Playground deployment: autoscaled replicas that generate with trained models.
 
 Serve model multiplexing, keyed by model id, routes requests for a model to a
-replica that already holds it. Within a replica, forge.adapter_cache keeps one
+replica that already holds it. Within a replica, forge.playground.adapter_cache keeps one
 base model per base source and loads each trained model onto it as a LoRA
 adapter, so a second model of a loaded base costs an adapter load, not a base load.
 torch and transformers are imported inside the replica, in the background from its start.
@@ -48,7 +48,7 @@ def _generation_threads() -> int:
 )
 class Playground:
     def __init__(self, settings: Settings) -> None:
-        from forge.adapter_cache import AdapterCache
+        from forge.playground.adapter_cache import AdapterCache
 
         self.settings = settings
         self.storage = Storage(settings)

@@ -28,7 +28,7 @@ from forge.sources import resolve_dataset_path, resolve_model_source
 from forge.storage import Storage
 from forge.training.checkpoints import latest_registered_step
 from forge.training.options import Hardware, ResolvedOptions, resolve_options
-from forge.training.runner import RUNNER_ENV, JobRunner
+from forge.jobs.runners import RUNNER_ENV, JobRunner
 from forge.training.spec import JobSpec
 from forge.unsloth_env import ProviderStatus, probe_unsloth
 

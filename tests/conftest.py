@@ -1,4 +1,4 @@
-"""Shared by every test directory: a loopback S3 endpoint for the object-storage tests.
+"""Shared by every test directory: the built-in models' folder, and a loopback S3 endpoint.
 
 No S3 service can be reached from the machines this suite runs on, so the one fake
 the storage tests admit to is moto's standalone server: a real HTTP S3 API on
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,12 @@ import pytest
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "forge-test", "AWS_SECRET_ACCESS_KEY": "forge-test",
                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 os.environ.update(S3_CREDENTIALS)
+
+
+@pytest.fixture(scope="session")
+def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where in-process tests build the built-in tiny models: once per session, shared by every wing."""
+    return tmp_path_factory.mktemp("builtin")
 
 
 @pytest.fixture(scope="session")

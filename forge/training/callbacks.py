@@ -7,7 +7,7 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -15,24 +15,7 @@ from transformers import TrainerCallback
 
 from forge.schemas import utc_iso
 from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, CheckpointStore, checkpoint_name, save_every
-
-
-class JobLink(Protocol):
-    """The worker's line to whoever owns the job (the TrainingManager under Ray)."""
-
-    def progress(self, update: dict[str, Any]) -> None:
-        """A step's numbers; the link may hold them back briefly and send several at once."""
-        ...
-
-    def flush(self) -> None:
-        """Send whatever progress is held back."""
-        ...
-
-    def stop_requested(self) -> bool: ...
-
-    def event(self, kind: str, data: dict[str, Any]) -> None:
-        """Something the job's history should show: `workers_started`, `checkpoint`."""
-        ...
+from forge.training.manager_link import JobLink
 
 
 class ProgressCallback(TrainerCallback):

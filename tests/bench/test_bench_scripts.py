@@ -24,4 +24,5 @@ def test_bench_script_quick_mode_prints_json_figures(script: Path):
     for figure in figures:
         assert {"figure", "ours", "baseline", "ratio", "goal", "machine", "date"} <= set(figure)
         assert figure["ours"] > 0 and figure["baseline"] > 0
-        assert figure["ratio"] == pytest.approx(figure["ours"] / figure["baseline"], rel=0.01)
+        # The ratio is rounded to 3 decimals: a small ratio (0.041 for 0.0415) is off by up to 0.0005.
+        assert figure["ratio"] == pytest.approx(figure["ours"] / figure["baseline"], rel=0.01, abs=0.001)

@@ -42,7 +42,7 @@ def _generate(service: Service, model_id: int) -> str:
 
 
 def test_two_adapters_of_one_base_answer_as_each_does_alone(service: Service, two_models: list[int]):
-    from forge.inference import load_trained_model, respond
+    from forge.playground.responder import load_trained_model, respond
 
     # Each model alone: its base and adapter loaded on their own, in this process.
     request = {"prompt": PROMPT, "max_new_tokens": 12, "temperature": 0, "top_p": 1.0}

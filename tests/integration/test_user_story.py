@@ -209,7 +209,7 @@ def test_playground_generates_deterministically_and_the_adapter_matters(service:
     assert first["prompt_truncated"] is False
 
     # The untrained base, prompted the same way, answers differently.
-    from forge.inference import load_base_model, respond
+    from forge.playground.responder import load_base_model, respond
 
     base = load_base_model("forge/tiny-llama", Path(service.home) / "builtin", "text-generation")
     base_text = respond(base, {"prompt": PROMPT, "max_new_tokens": 16, "temperature": 0, "top_p": 1.0})[

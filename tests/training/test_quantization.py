@@ -11,12 +11,9 @@ import pytest
 
 from forge.schemas import TrainingRequest
 from forge.training.options import Hardware, resolve_options
-from forge.training.providers import load_model, quantization_config
+from forge.modeling.loading import load_model
+from forge.training.quantization import quantization_config
 
-
-@pytest.fixture(scope="module")
-def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("builtin")
 
 
 def _quantization(**fields):

@@ -12,15 +12,11 @@ import pytest
 from recording import RecordingLink, make_spec
 
 from forge.training.checkpoints import FolderCheckpoints, list_checkpoints
-from forge.training.worker import run_training
+from forge.training.entry import run_training
 
 FIELDS = dict(strategy="rlhf", num_train_epochs=2, learning_rate=5e-3, per_device_train_batch_size=2,
               gradient_accumulation_steps=1, save_steps=4)
 
-
-@pytest.fixture(scope="module")
-def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("builtin")
 
 
 def test_rlhf_stopped_in_the_policy_stage_resumes_there_with_the_same_reward_model(tmp_path: Path,

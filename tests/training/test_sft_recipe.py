@@ -14,12 +14,8 @@ from recording import RecordingLink, make_spec
 
 from forge.training.checkpoints import FolderCheckpoints, list_checkpoints
 from forge.training.spec import JobSpec
-from forge.training.worker import run_training
+from forge.training.entry import run_training
 
-
-@pytest.fixture(scope="module")
-def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("builtin")
 
 
 def _spec(tmp_path: Path, builtin_dir: Path, **fields) -> JobSpec:
@@ -107,9 +103,9 @@ def test_a_save_that_fails_midway_leaves_no_model_where_the_manager_looks(tmp_pa
     """The adapter is written to a `.partial` folder and renamed only when complete."""
     from peft import LoraConfig, get_peft_model
 
-    from forge.training.common import RecipeResult
-    from forge.training.providers import load_model, load_tokenizer
-    from forge.training.worker import save_model
+    from forge.training.recipe import RecipeResult
+    from forge.modeling.loading import load_model, load_tokenizer
+    from forge.training.entry import save_model
 
     spec = _spec(tmp_path, builtin_dir, max_steps=1)
     model = get_peft_model(load_model("causal-lm", "forge/tiny-llama", builtin_dir),

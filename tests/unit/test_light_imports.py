@@ -27,9 +27,10 @@ def test_building_the_app_imports_no_heavy_library(tmp_path: Path):
 
 def test_a_jobs_runner_imports_no_training_stack(tmp_path: Path):
     # The runner only hands Ray Train the entry point; the training stack loads in the workers.
-    statements = ("import forge.training.runner as runner\n"
+    statements = ("import forge.jobs.runners as runners\n"
                   "from ray import cloudpickle\n"
-                  "cloudpickle.loads(cloudpickle.dumps(runner.train_worker_huggingface))")
+                  "cloudpickle.loads(cloudpickle.dumps(runners.train_worker_huggingface))\n"
+                  "cloudpickle.loads(cloudpickle.dumps(runners.train_worker_unsloth))")
     assert heavy_modules_after(statements, tmp_path, ("transformers", "trl", "peft", "unsloth")) == []
 
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_ANSWER_TOKENS = 30
+# Windows over a long context, in tokens, and their overlap: training and answering use the same.
+WINDOW_TOKENS = 256
+STRIDE = 64
 
 
 @dataclass
@@ -90,3 +93,22 @@ def best_span(encoding: Any, window_logits: list[tuple[list[float], list[float]]
                 if score > best.score:
                     best = Span(context[offsets[start][0]:offsets[end][1]], score)
     return best
+
+
+def answer_questions(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_length: int) -> list[Span]:
+    """The best span for each row's question in its context (evaluation and playground)."""
+    import torch
+
+    model.eval()
+    spans = []
+    for row in rows:  # one example at a time: a long context alone may make many windows
+        encoding = encode_windows(tokenizer, [row["question"]], [row["context"]], max_length=max_length,
+                                  stride=STRIDE, pad=True)
+        inputs = {k: torch.tensor(encoding[k]) for k in ("input_ids", "attention_mask", "token_type_ids")
+                  if k in encoding}
+        with torch.inference_mode():
+            output = model(**inputs)
+        windows = list(range(len(encoding["input_ids"])))
+        logits = [(output.start_logits[w].tolist(), output.end_logits[w].tolist()) for w in windows]
+        spans.append(best_span(encoding, logits, row["context"], windows))
+    return spans

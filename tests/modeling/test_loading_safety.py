@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from forge.builtin import ensure_builtin
-from forge.inference import load_trained_model
-from forge.training.providers import load_model, load_tokenizer
+from forge.playground.responder import load_trained_model
+from forge.modeling.loading import load_model, load_tokenizer
 
 
 class _TouchOnUnpickle:
@@ -27,10 +27,6 @@ class _TouchOnUnpickle:
     def __reduce__(self):
         return (Path.touch, (self.marker,))
 
-
-@pytest.fixture(scope="module")
-def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("builtin")
 
 
 @pytest.fixture(scope="module")

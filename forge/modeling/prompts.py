@@ -1,7 +1,8 @@
 """How each task turns canonical dataset rows into model inputs, and user text into a prompt.
 
-Shared by the training recipes and the playground, so a model is prompted at
-inference exactly as it was trained. Pure Python: no heavy imports.
+The one place that formats a prompt: the training recipes and the playground both
+call it, so a model is prompted at inference exactly as it was trained. Pure
+Python: no heavy imports.
 """
 
 from __future__ import annotations
@@ -65,3 +66,9 @@ def causal_example(task: str, row: dict[str, Any], *, chat_template: bool) -> di
 
 def seq2seq_example(task: str, row: dict[str, Any]) -> dict[str, str]:
     return {"source": prompt_for(task, row["input"], seq2seq=True), "target": row["output"].strip()}
+
+
+def preference_rows(task: str, rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, str]]:
+    """Preference pairs (dpo, rlhf) with the prompt formatted as the playground will format it."""
+    return [{"prompt": causal_prompt(task, r["prompt"], tokenizer), "chosen": r["chosen"], "rejected": r["rejected"]}
+            for r in rows]

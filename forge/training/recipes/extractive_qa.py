@@ -6,42 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from forge import metrics as task_metrics
-from forge.training.common import (
-    RecipeContext,
-    RecipeResult,
-    lora_config,
-    loss_and_eval_metrics,
-    trainer_arguments,
-)
-from forge.training.qa_spans import best_span, encode_windows, training_features
+from forge.modeling.qa_spans import STRIDE, WINDOW_TOKENS, answer_questions, training_features
+from forge.training import task_scores
+from forge.training.loss_figures import loss_and_eval_metrics
+from forge.training.recipe import RecipeContext, RecipeResult
+from forge.training.trainer_args import lora_config, trainer_arguments
 
-WINDOW_TOKENS = 256
 SPAN_HEAD = "qa_outputs"
-STRIDE = 64
 
 
 def window_size(ctx: RecipeContext) -> int:
     return min(ctx.request.max_seq_length or WINDOW_TOKENS, 512)
-
-
-def answer_questions(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_length: int) -> list[Any]:
-    """The best span for each row's question in its context (evaluation and playground)."""
-    import torch
-
-    model.eval()
-    spans = []
-    for row in rows:  # one example at a time: a long context alone may make many windows
-        encoding = encode_windows(tokenizer, [row["question"]], [row["context"]], max_length=max_length,
-                                  stride=STRIDE, pad=True)
-        inputs = {k: torch.tensor(encoding[k]) for k in ("input_ids", "attention_mask", "token_type_ids")
-                  if k in encoding}
-        with torch.inference_mode():
-            output = model(**inputs)
-        windows = list(range(len(encoding["input_ids"])))
-        logits = [(output.start_logits[w].tolist(), output.end_logits[w].tolist()) for w in windows]
-        spans.append(best_span(encoding, logits, row["context"], windows))
-    return spans
 
 
 def train_extractive_qa(ctx: RecipeContext) -> RecipeResult:
@@ -72,7 +47,7 @@ def train_extractive_qa(ctx: RecipeContext) -> RecipeResult:
     metrics = loss_and_eval_metrics(trainer, has_eval=eval_set is not None)
     if eval_rows:
         spans = answer_questions(trainer.model, tokenizer, eval_rows, max_length=limit)
-        metrics.update(task_metrics.squad_scores([s.text for s in spans], [r["answer"] for r in eval_rows]))
+        metrics.update(task_scores.squad_scores([s.text for s in spans], [r["answer"] for r in eval_rows]))
     return RecipeResult(model=trainer.model, tokenizer=tokenizer, metrics=metrics, model_kind="question-answering")
 
 

@@ -1,31 +1,22 @@
-"""The Ray Train entry point of provider-unsloth jobs, and Unsloth's model loading.
+"""Provider unsloth's model loading: a LoRA-wrapped causal LM through FastLanguageModel.
 
-This module imports nothing heavy at the top: the worker process unpickles
-`train_worker_unsloth` first, and Unsloth must be imported before transformers,
-TRL and PEFT so that its patches apply (in Unsloth's own venv, TRL 1.15 cannot
-even train on a CPU without them).
+Imported only in the unsloth venv, by a worker whose entry point
+(`entry.train_worker_unsloth`) has already imported unsloth first.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-
-def train_worker_unsloth(config: dict[str, Any]) -> dict[str, Any]:
-    import unsloth  # noqa: F401  (first, before anything imports transformers)
-
-    from forge.training.worker import train_worker
-
-    return train_worker(config)
+from forge.modeling.loading import resolve_model_dir
+from forge.training.recipe import SEED, RecipeContext
+from forge.training.trainer_args import max_length
 
 
-def load_for_training(ctx: Any) -> tuple[Any, Any]:
+def load_for_training(ctx: RecipeContext) -> tuple[Any, Any]:
     """A LoRA-wrapped causal LM and its tokenizer, loaded through FastLanguageModel."""
     import torch
     from unsloth import FastLanguageModel
-
-    from forge.training.common import SEED, max_length
-    from forge.training.providers import resolve_model_dir
 
     spec, req, options = ctx.spec, ctx.request, ctx.spec.options
     model, tokenizer = FastLanguageModel.from_pretrained(

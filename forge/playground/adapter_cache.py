@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from forge.inference import LoadedModel, ModelMeta, read_model_meta
+from forge.playground.responder import LoadedModel, ModelMeta, read_model_meta, respond
 
 MAX_ADAPTERS = 4
 MAX_BASES = 2
@@ -109,8 +109,6 @@ class AdapterCache:
         self._get(key, model_dir)
 
     def respond(self, key: str, request: dict[str, Any], model_dir: Callable[[], Path]) -> dict[str, Any]:
-        from forge.inference import respond
-
         for _ in range(_LOAD_ATTEMPTS):
             base, name = self._get(key, model_dir)
             with base.lock:
@@ -161,7 +159,7 @@ class AdapterCache:
             return base, name
 
     def _load_base(self, meta: ModelMeta) -> _Base:
-        from forge.training.providers import load_model
+        from forge.modeling.loading import load_model
 
         model = load_model(meta.kind, meta.base_model_source, self.builtin_dir,
                            trust_remote_code=self.trust_remote_code).eval()
@@ -170,7 +168,7 @@ class AdapterCache:
     def _add_adapter(self, base: _Base, name: str, folder: Path, meta: ModelMeta) -> None:
         from peft import PeftModel
 
-        from forge.training.providers import load_tokenizer
+        from forge.modeling.loading import load_tokenizer
 
         tokenizer = load_tokenizer(str(folder), self.builtin_dir, trust_remote_code=self.trust_remote_code)
         layout = adapter_layout(folder)

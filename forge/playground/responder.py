@@ -1,7 +1,7 @@
 """Load a trained model (base + PEFT adapter) and answer a playground request with it.
 
 Used by the Playground deployment; everything here runs in a playground replica,
-never in the API process.
+never in the API process. It prompts through `forge.modeling.prompts`, as training did.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forge.training.generation import generate_texts
-from forge.training.providers import ModelKind, load_model, load_tokenizer
-from forge.training.tasks import causal_prompt, prompt_for
-
-# Extractive QA windows at inference: the same as the recipe's default.
-QA_WINDOW_TOKENS = 256
+from forge.modeling.generation import generate_texts
+from forge.modeling.loading import ModelKind, load_model, load_tokenizer
+from forge.modeling.prompts import causal_prompt, prompt_for
+from forge.modeling.qa_spans import WINDOW_TOKENS, answer_questions
 
 
 @dataclass
@@ -47,7 +45,7 @@ def read_model_meta(model_dir: Path) -> ModelMeta:
 
 
 def load_trained_model(model_dir: Path, builtin_dir: Path, *, trust_remote_code: bool = False) -> LoadedModel:
-    """One trained model on a base of its own (the playground shares bases: forge.adapter_cache)."""
+    """One trained model on a base of its own (the playground shares bases: adapter_cache)."""
     from peft import PeftModel
 
     meta = read_model_meta(model_dir)
@@ -76,10 +74,8 @@ def respond(loaded: LoadedModel, request: dict[str, Any]) -> dict[str, Any]:
     """generated_text (only the new text), tokens_generated, generation_time_ms, and per task extras."""
     started = time.perf_counter()
     if loaded.kind == "question-answering":
-        from forge.training.extractive_qa import answer_questions
-
         row = {"question": request.get("question") or request["prompt"], "context": request["context"]}
-        span = answer_questions(loaded.model, loaded.tokenizer, [row], max_length=QA_WINDOW_TOKENS)[0]
+        span = answer_questions(loaded.model, loaded.tokenizer, [row], max_length=WINDOW_TOKENS)[0]
         tokens = len(loaded.tokenizer(span.text, add_special_tokens=False)["input_ids"]) if span.text else 0
         result: dict[str, Any] = {"generated_text": span.text, "tokens_generated": tokens, "score": span.score}
     else:

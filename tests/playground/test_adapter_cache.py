@@ -17,16 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from forge.adapter_cache import AdapterCache, adapter_layout
+from forge.playground.adapter_cache import AdapterCache, adapter_layout
 from forge.builtin import ensure_builtin
-from forge.inference import load_trained_model, respond
+from forge.playground.responder import load_trained_model, respond
 
 REQUEST = {"prompt": "What is 3 plus 4?", "max_new_tokens": 12, "temperature": 0, "top_p": 1.0}
 
-
-@pytest.fixture(scope="module")
-def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("builtin")
 
 
 def _adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets: list[str], **lora: object) -> Path:

@@ -17,9 +17,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from forge.training.common import SEED, RecipeContext, RecipeResult, logged, lora_config, max_length, trainer_arguments
-from forge.training.dpo import preference_rows
-from forge.training.generation import generate_texts
+from forge.modeling.generation import generate_texts
+from forge.modeling.prompts import preference_rows
+from forge.training.loss_figures import logged
+from forge.training.recipe import SEED, RecipeContext, RecipeResult
+from forge.training.trainer_args import lora_config, max_length, trainer_arguments
 
 # Completions sampled per prompt in each policy step; GRPO's advantages are relative within a group,
 # and a larger group estimates them with less noise (4 left the gain to chance on forge/tiny-llama).

@@ -6,17 +6,13 @@ summarization prompt). Loss is on the completion only.
 
 from __future__ import annotations
 
-from forge import metrics as task_metrics
-from forge.training.common import (
-    RecipeContext,
-    RecipeResult,
-    loss_and_eval_metrics,
-    max_length,
-    perplexity,
-    trainer_arguments,
-)
-from forge.training.generation import generate_texts
-from forge.training.tasks import causal_example
+from forge.modeling.generation import generate_texts
+from forge.modeling.prompts import causal_example
+from forge.training import task_scores
+from forge.training.loss_figures import loss_and_eval_metrics, perplexity
+from forge.training.providers import trainable_causal_lm
+from forge.training.recipe import RecipeContext, RecipeResult
+from forge.training.trainer_args import max_length, trainer_arguments
 
 # Summaries generated on the eval split for ROUGE: enough for a few sentences.
 SUMMARY_TOKENS = 48
@@ -27,7 +23,7 @@ def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
     from trl import SFTConfig, SFTTrainer
 
     req = ctx.request
-    model, tokenizer, peft_config = ctx.trainable_causal_lm()
+    model, tokenizer, peft_config = trainable_causal_lm(ctx)
     train_rows, eval_rows = ctx.examples()
     template = bool(getattr(tokenizer, "chat_template", None))
     to_example = lambda row: causal_example(req.task, row, chat_template=template)  # noqa: E731
@@ -50,5 +46,5 @@ def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
         trainer.model.eval()
         prompts = [to_example(r)["prompt"] for r in eval_rows]
         outputs = generate_texts(trainer.model, tokenizer, prompts, max_new_tokens=SUMMARY_TOKENS)
-        metrics.update(task_metrics.rouge_scores([o.text for o in outputs], [r["output"] for r in eval_rows]))
+        metrics.update(task_scores.rouge_scores([o.text for o in outputs], [r["output"] for r in eval_rows]))
     return RecipeResult(model=trainer.model, tokenizer=tokenizer, metrics=metrics, model_kind="causal-lm")

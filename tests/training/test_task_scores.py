@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forge.metrics import (
+from forge.training.task_scores import (
     exact_match,
     normalize_answer,
     rouge_l,

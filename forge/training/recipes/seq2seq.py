@@ -5,17 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from forge import metrics as task_metrics
-from forge.training.common import (
-    RecipeContext,
-    RecipeResult,
-    lora_config,
-    loss_and_eval_metrics,
-    max_length,
-    trainer_arguments,
-)
-from forge.training.generation import generate_texts
-from forge.training.tasks import seq2seq_example
+from forge.modeling.generation import generate_texts
+from forge.modeling.prompts import seq2seq_example
+from forge.training import task_scores
+from forge.training.loss_figures import loss_and_eval_metrics
+from forge.training.recipe import RecipeContext, RecipeResult
+from forge.training.trainer_args import lora_config, max_length, trainer_arguments
 
 SUMMARY_TOKENS = 48
 
@@ -55,5 +50,5 @@ def train_seq2seq(ctx: RecipeContext) -> RecipeResult:
         model.eval()
         sources = [seq2seq_example(req.task, r)["source"] for r in eval_rows]
         outputs = generate_texts(model, tokenizer, sources, max_new_tokens=SUMMARY_TOKENS, seq2seq=True)
-        metrics.update(task_metrics.rouge_scores([o.text for o in outputs], [r["output"] for r in eval_rows]))
+        metrics.update(task_scores.rouge_scores([o.text for o in outputs], [r["output"] for r in eval_rows]))
     return RecipeResult(model=model, tokenizer=tokenizer, metrics=metrics, model_kind="seq2seq-lm")

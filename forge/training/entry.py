@@ -1,7 +1,12 @@
-"""The function each Ray Train worker runs: pick the recipe, train, save.
+"""The entry points Ray Train calls on each worker: pick the recipe, train, save.
 
-`train_worker` is what `TorchTrainer` calls; `run_training` is the job itself and
-runs without Ray too, given any `JobLink` (tests use that to train in-process).
+`train_worker_huggingface` and `train_worker_unsloth` are what `TorchTrainer` runs
+(one per provider environment); `run_training` is the job itself and runs without
+Ray too, given any `JobLink` (tests use that to train in-process).
+
+Nothing heavy is imported at the top: the runner pickles these functions by
+reference, so importing this module must stay cheap there, and in the unsloth venv
+unsloth must be imported before transformers, TRL and PEFT for its patches to apply.
 """
 
 from __future__ import annotations
@@ -12,80 +17,21 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forge.errors import one_line
 from forge.storage import is_uri, publish_folder
-from forge.training.callbacks import JobLink
 from forge.training.checkpoints import (
     CheckpointStore,
     NoCheckpoints,
     RayTrainCheckpoints,
     read_meta,
 )
-from forge.training.common import Recipe, RecipeContext, RecipeResult
+from forge.training.manager_link import JobLink, ManagerLink
 from forge.training.spec import JobSpec
 
-
-class ManagerLink:
-    """Reports to the TrainingManager actor; never blocks training on it."""
-
-    # How often rank 0 asks whether the job should stop. The answer is read at a later step, never
-    # waited for: a round trip to the manager at every step cost a small model a fifth of its
-    # throughput (docs/benchmarks.md). A stop lands this long plus a step or two after the request.
-    STOP_POLL_S = 0.25
-    # Progress goes out in batches, one message at most this often: each actor call costs the
-    # training thread a millisecond or two, a tenth of a small model's step. Users see every
-    # step, this much later.
-    REPORT_EVERY_S = 0.2
-
-    def __init__(self, spec: JobSpec) -> None:
-        import ray
-
-        self._ray = ray
-        self._job_id = spec.job_id
-        self._manager = ray.get_actor(spec.manager_name, namespace=spec.namespace)
-        self._stop = False
-        self._stop_reply: Any = None  # the manager's answer, still on its way
-        self._asked_at = float("-inf")
-        self._unsent: list[dict[str, Any]] = []
-        self._sent_at = float("-inf")
-
-    def progress(self, update: dict[str, Any]) -> None:
-        self._unsent.append(update)
-        if time.monotonic() - self._sent_at >= self.REPORT_EVERY_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._unsent:
-            return
-        updates, self._unsent = self._unsent, []
-        self._sent_at = time.monotonic()
-        try:
-            self._manager.report_progress.remote(self._job_id, updates)  # fire-and-forget
-        except Exception:  # a restarting manager must not kill the run
-            pass
-
-    def stop_requested(self) -> bool:
-        if self._stop:
-            return True
-        try:
-            if self._stop_reply is not None and self._ray.wait([self._stop_reply], timeout=0)[0]:
-                reply, self._stop_reply = self._stop_reply, None
-                self._stop = bool(self._ray.get(reply))
-            if self._stop_reply is None and time.monotonic() - self._asked_at >= self.STOP_POLL_S:
-                self._stop_reply = self._manager.stop_requested.remote(self._job_id)
-                self._asked_at = time.monotonic()
-        except Exception:  # a restarting manager must not kill the run
-            self._stop_reply = None
-        return self._stop
-
-    def event(self, kind: str, data: dict[str, Any]) -> None:
-        self.flush()  # the steps before the event reach the manager before it
-        try:
-            self._manager.record_worker_event.remote(self._job_id, kind, data)  # fire-and-forget
-        except Exception:
-            pass
+if TYPE_CHECKING:
+    from forge.training.recipe import Recipe, RecipeResult
 
 
 # What Ray Train sets in each worker for torchrun-style launchers.
@@ -101,6 +47,18 @@ def leave_single_process_unwrapped() -> None:
     """
     for name in _DISTRIBUTED_ENV:
         os.environ.pop(name, None)
+
+
+def train_worker_huggingface(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train's entry on each worker of a huggingface job."""
+    return train_worker(config)
+
+
+def train_worker_unsloth(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train's entry on each worker of an unsloth job (in the unsloth venv)."""
+    import unsloth  # noqa: F401  (first, before anything imports transformers)
+
+    return train_worker(config)
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -125,12 +83,12 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 def pick_recipe(spec: JobSpec) -> Recipe:
     """The recipe for the job's task and strategy (qlora is sft on a quantized base)."""
-    from forge.training.dpo import train_dpo
-    from forge.training.extractive_qa import train_extractive_qa
-    from forge.training.providers import is_encoder_decoder
-    from forge.training.rlhf import train_rlhf
-    from forge.training.seq2seq import train_seq2seq
-    from forge.training.sft import train_causal_sft
+    from forge.modeling.loading import is_encoder_decoder
+    from forge.training.recipes.dpo import train_dpo
+    from forge.training.recipes.extractive_qa import train_extractive_qa
+    from forge.training.recipes.rlhf import train_rlhf
+    from forge.training.recipes.seq2seq import train_seq2seq
+    from forge.training.recipes.sft import train_causal_sft
 
     task, strategy = spec.request.task, spec.request.strategy
     if strategy == "dpo":
@@ -148,6 +106,8 @@ def pick_recipe(spec: JobSpec) -> Recipe:
 
 def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
                  checkpoints: CheckpointStore | None = None) -> dict[str, Any]:
+    from forge.training.recipe import RecipeContext
+
     recipe = pick_recipe(spec)
     checkpoints = checkpoints or NoCheckpoints()
     if is_main:

@@ -13,6 +13,10 @@ from typing import Any, Optional
 
 import ray
 
+# Light: the training stack (torch, transformers, PEFT, TRL: ~5 s of imports) loads in the
+# workers, when these entry points run, never in the runner that hands them to Ray Train.
+from forge.training.entry import train_worker_huggingface, train_worker_unsloth
+
 RUNNER_ENV = {
     # Train V2 patches print() into the logger; TRL's dataset fingerprinting then
     # dumps pages of bytecode into the worker logs.
@@ -28,18 +32,6 @@ def worker_resources(use_gpu: bool, extra: dict[str, float]) -> Optional[dict[st
     if not extra:
         return None
     return {"CPU": 1, **({"GPU": 1} if use_gpu else {}), **extra}
-
-
-def train_worker_huggingface(config: dict[str, Any]) -> dict[str, Any]:
-    """Ray Train's entry on each worker of a huggingface job.
-
-    The training stack (torch, transformers, PEFT, TRL: ~5 s of imports) loads
-    here, in the worker. Were the entry a function of forge.training.worker, the
-    runner would have to import all of it too, only to pass the function on.
-    """
-    from forge.training.worker import train_worker
-
-    return train_worker(config)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -65,11 +57,8 @@ class JobRunner:
             # Built here, before any worker starts: transformers writes no weights from a
             # process whose torch.distributed rank is not 0, so a worker must never build it.
             ensure_builtin(job.model_source, Path(job.builtin_dir))
-        if job.request.provider == "unsloth":
-            # Runs in the unsloth venv (this runner's runtime_env); its entry imports unsloth first.
-            from forge.training.unsloth_worker import train_worker_unsloth as train_loop
-        else:
-            train_loop = train_worker_huggingface
+        # An unsloth job's runner runs in the unsloth venv (its runtime_env); its entry imports unsloth first.
+        train_loop = train_worker_unsloth if job.request.provider == "unsloth" else train_worker_huggingface
         # Checkpoints go to FORGE_STORAGE/runs (a path or an object-store URI), through
         # the same pyarrow filesystem the rest of the service uses for it.
         runs_filesystem, runs_path = open_filesystem(job.runs_dir)

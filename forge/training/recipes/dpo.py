@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from forge.training.common import RecipeContext, RecipeResult, loss_metrics, max_length, trainer_arguments
-from forge.training.tasks import causal_prompt
-
-
-def preference_rows(task: str, rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, str]]:
-    """Preference pairs with the prompt formatted as the playground will format it."""
-    return [{"prompt": causal_prompt(task, r["prompt"], tokenizer), "chosen": r["chosen"], "rejected": r["rejected"]}
-            for r in rows]
+from forge.modeling.prompts import preference_rows
+from forge.training.loss_figures import loss_metrics
+from forge.training.providers import trainable_causal_lm
+from forge.training.recipe import RecipeContext, RecipeResult
+from forge.training.trainer_args import max_length, trainer_arguments
 
 
 def train_dpo(ctx: RecipeContext) -> RecipeResult:
@@ -23,7 +20,7 @@ def train_dpo(ctx: RecipeContext) -> RecipeResult:
     from trl import DPOConfig, DPOTrainer
 
     req = ctx.request
-    model, tokenizer, peft_config = ctx.trainable_causal_lm()
+    model, tokenizer, peft_config = trainable_causal_lm(ctx)
     train_rows, eval_rows = ctx.examples()
     train_set = Dataset.from_list(preference_rows(req.task, train_rows, tokenizer))
     eval_set = Dataset.from_list(preference_rows(req.task, eval_rows, tokenizer)) if eval_rows else None

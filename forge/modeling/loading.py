@@ -1,0 +1,75 @@
+"""Load a base model and its tokenizer with transformers: built-in, local folder or Hub id.
+
+Shared by training workers and playground replicas (and only those: it imports
+transformers when called). What a job does to a model after loading it
+(quantization for qlora, LoRA) belongs to the training wing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from forge.builtin import BUILTIN_KINDS, ensure_builtin, is_builtin
+
+ModelKind = Literal["causal-lm", "seq2seq-lm", "question-answering", "sequence-classification"]
+
+
+def resolve_model_dir(model_source: str, builtin_dir: Path) -> str:
+    """A built-in name becomes its built directory; a local dir or Hub id passes through."""
+    if is_builtin(model_source):
+        return str(ensure_builtin(model_source, builtin_dir))
+    return model_source
+
+
+def is_encoder_decoder(model_source: str, builtin_dir: Path, *, trust_remote_code: bool = False) -> bool:
+    if is_builtin(model_source):
+        return BUILTIN_KINDS[model_source] == "seq2seq-lm"
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_source, trust_remote_code=trust_remote_code)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def _auto_class(kind: ModelKind):
+    import transformers
+
+    return {
+        "causal-lm": transformers.AutoModelForCausalLM,
+        "seq2seq-lm": transformers.AutoModelForSeq2SeqLM,
+        "question-answering": transformers.AutoModelForQuestionAnswering,
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+    }[kind]
+
+
+def load_tokenizer(model_source: str, builtin_dir: Path, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_dir(model_source, builtin_dir), trust_remote_code=trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        # Batching needs a pad token; the EOS token is the usual stand-in.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    kind: ModelKind,
+    model_source: str,
+    builtin_dir: Path,
+    *,
+    trust_remote_code: bool = False,
+    quantization: Any = None,
+    **model_kwargs: Any,
+):
+    """The base model of `kind`; `quantization` is a transformers quantization config, or None."""
+    model = _auto_class(kind).from_pretrained(
+        resolve_model_dir(model_source, builtin_dir),
+        trust_remote_code=trust_remote_code,
+        use_safetensors=True,
+        quantization_config=quantization,
+        **model_kwargs,
+    )
+    return model
+
