@@ -1,19 +1,21 @@
 """Shared by the bench scripts that measure the running service: the whole service in
 this process's own Ray instance (2 CPUs), Serve's HTTP proxy on a free loopback port,
-and the few REST calls every such script makes.
+and the few REST calls every such script makes (through forge.client), each ending the
+script with SystemExit when it fails.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+from forge.client import ForgeClient, ForgeClientError, JobEndedError
 
 
 class BenchService:
@@ -35,7 +37,9 @@ class BenchService:
 
         serve.run(build_app(AppArgs()), name="modelforge", route_prefix="/")
         self.url = f"http://127.0.0.1:{port}"
-        self.http = requests.Session()
+        # One kept-alive connection: the bench calls from one thread, and what it times is the service.
+        # Posts may train or upload for minutes: 600 s, and gets 120 s.
+        self.client = ForgeClient(self.url, timeout=600, session=requests.Session())
 
     def close(self) -> None:
         import ray
@@ -45,31 +49,38 @@ class BenchService:
         ray.shutdown()
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.get(self.url + path, timeout=120, **kwargs)
+        return self.client.get(path, **{"timeout": 120, **kwargs})
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
-        response = self.http.post(self.url + path, timeout=600, **kwargs)
+        """The answer to POST `path`; SystemExit unless it is a 200."""
+        response = self.client.post(path, **kwargs)
         if response.status_code != 200:
             raise SystemExit(f"POST {path} answered {response.status_code}: {response.text[:1000]}")
         return response
 
     def upload(self, path: Path) -> str:
         """The stored name of the JSONL file at `path`, uploaded as multipart."""
-        with path.open("rb") as handle:
-            response = self.post("/api/upload_dataset", files={"file": (path.name, handle, "application/jsonl")})
-        return response.json()["filename"]
+        with _or_exit():
+            return self.client.upload(path)["filename"]
 
     def status(self, job_id: str) -> dict:
-        return self.get("/api/training_status", params={"job_id": job_id}).json()
+        with _or_exit():
+            return self.client.status(job_id)
+
+    def metrics(self, job_id: str) -> list[dict]:
+        with _or_exit():
+            return self.client.metrics(job_id)
 
     def wait(self, job_id: str, statuses: set[str], timeout: float = 900, poll_s: float = 0.2) -> dict:
         """The job's status once it is one of `statuses`; SystemExit if it ends otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status(job_id)
-            if status["status"] in statuses:
-                return status
-            if status["status"] in TERMINAL:
-                raise SystemExit(f"job {job_id} ended {status['status']} while waiting for {statuses}: {status}")
-            time.sleep(poll_s)
-        raise SystemExit(f"job {job_id} did not reach {statuses} in {timeout}s")
+        with _or_exit():
+            return self.client.wait(job_id, statuses, timeout=timeout, poll_s=poll_s)
+
+
+@contextmanager
+def _or_exit() -> Iterator[None]:
+    """A failed request or wait ends the bench script with the client's message."""
+    try:
+        yield
+    except (ForgeClientError, JobEndedError, TimeoutError) as error:
+        raise SystemExit(str(error)) from error

@@ -136,7 +136,7 @@ class Service(BenchService):
         started = time.time()
         job_id = self.post("/api/start_training", json=body).json()["job_id"]
         self.wait(job_id, {"completed"}, poll_s=0.5)  # polled gently: the status is not what is timed
-        history = self.get(f"/api/jobs/{job_id}/metrics").json()["metrics"]
+        history = self.metrics(job_id)
         return figures(started, [(datetime.fromisoformat(m["logged_at"]).timestamp(), m["num_tokens"])
                                  for m in history if "num_tokens" in m])
 

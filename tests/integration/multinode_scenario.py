@@ -20,24 +20,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import requests
 from support import SAMPLE_DATASET, free_port
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
-
-
-def wait_status(url: str, job_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    status: dict = {}
-    while time.monotonic() < deadline:
-        status = requests.get(f"{url}/api/training_status", params={"job_id": job_id}, timeout=30).json()
-        if status["status"] in TERMINAL:
-            return status
-        time.sleep(0.5)
-    raise SystemExit(f"job {job_id} did not end: {status}")
+from forge.client import ForgeClient
 
 
 def main(workdir: Path) -> None:
@@ -72,20 +59,13 @@ def main(workdir: Path) -> None:
                                       "FORGE_WORKER_RESOURCES": json.dumps({"forge_trainer": 1})})
         args = AppArgs(playground_max_replicas=1, playground_resources={"forge_playground": 1})
         serve.run(build_app(args, settings), name="modelforge", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
-
-        with SAMPLE_DATASET.open("rb") as handle:
-            upload = requests.post(f"{url}/api/upload_dataset", timeout=60,
-                                   files={"file": ("cluster.jsonl", handle, "application/jsonl")})
-        upload.raise_for_status()
-        started = requests.post(f"{url}/api/start_training", timeout=60, json={
-            "task": "text-generation", "model_name": "forge/tiny-llama", "dataset": "cluster.jsonl",
-            "num_workers": 2, "max_steps": 6, "eval_split": 0})
-        started.raise_for_status()
-        job_id = started.json()["job_id"]
-        status = wait_status(url, job_id)
+        client = ForgeClient(f"http://127.0.0.1:{port}")
+        client.upload(SAMPLE_DATASET, name="cluster.jsonl")
+        job_id = client.start(task="text-generation", model_name="forge/tiny-llama", dataset="cluster.jsonl",
+                              num_workers=2, max_steps=6, eval_split=0)["job_id"]
+        status = client.wait(job_id, timeout=300)
         model_id = status["model_id"]
-        generated = requests.post(f"{url}/api/playground/generate", timeout=120, json={
+        generated = client.post("/api/playground/generate", timeout=120, json={
             "model_id": model_id, "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0})
 
         actors = list_actors(address=f"http://{context.dashboard_url}", limit=10000, detail=True)

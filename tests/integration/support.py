@@ -1,17 +1,20 @@
-"""Helpers shared by the integration tests: a small HTTP client and the error-shape check."""
+"""Shared by the integration tests: the service under test (over forge.client) and the error-shape check."""
 
 from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
 
+from forge.client import ForgeClient
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
+TINY_SFT = {"task": "text-generation", "model_name": "forge/tiny-llama", "provider": "huggingface", "strategy": "sft"}
 
 
 def free_ports(count: int) -> list[int]:
@@ -32,11 +35,12 @@ def free_port() -> int:
 
 def wait_healthy(url: str, timeout: float = 180, alive: Callable[[], bool] = lambda: True) -> None:
     """Poll GET /api/health until it answers 200; `alive` says whether the process serving it still runs."""
+    client = ForgeClient(url, timeout=10)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert alive(), "the service's process exited while starting"
         try:
-            if requests.get(url + "/api/health", timeout=10).status_code == 200:
+            if client.get("/api/health").status_code == 200:
                 return
         except requests.RequestException:
             # Refused while the proxy starts; slow while the replicas start on a busy machine.
@@ -47,6 +51,11 @@ def wait_healthy(url: str, timeout: float = 180, alive: Callable[[], bool] = lam
 
 @dataclass
 class Service:
+    """The service under test: a ForgeClient, plus where its files and logs live.
+
+    `upload` and `start` return the raw response, since many tests check an error's shape on it.
+    """
+
     url: str
     ws_url: str
     home: Path
@@ -56,40 +65,39 @@ class Service:
     dashboard_url: str = ""
     # This Ray instance's session folder (its logs live under logs/).
     session_dir: Path | None = None
+    client: ForgeClient = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.client = ForgeClient(self.url, timeout=60)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.url + path, timeout=60, **kwargs)
+        return self.client.get(path, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.post(self.url + path, timeout=60, **kwargs)
+        return self.client.post(path, **kwargs)
 
     def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.delete(self.url + path, timeout=60, **kwargs)
+        return self.client.delete(path, **kwargs)
 
     def status(self, job_id: str) -> dict:
-        response = self.get("/api/training_status", params={"job_id": job_id})
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.client.status(job_id)
 
     def wait_for(self, predicate: Callable[[dict], bool], job_id: str, timeout: float = 180) -> dict:
         """Poll training_status for `job_id` until `predicate` holds; return that status."""
-        deadline = time.monotonic() + timeout
-        status: dict = {}
-        while time.monotonic() < deadline:
-            status = self.status(job_id)
-            if predicate(status):
-                return status
-            time.sleep(0.3)
-        raise AssertionError(f"job {job_id} did not reach the expected state in {timeout}s: {status}")
+        return self.client.wait(job_id, predicate, timeout=timeout, poll_s=0.3)
+
+    def events(self, job_id: str) -> list[dict]:
+        return self.client.events(job_id)
+
+    def metrics(self, job_id: str) -> list[dict]:
+        return self.client.metrics(job_id)
 
     def upload(self, path: Path, name: str | None = None) -> requests.Response:
-        with path.open("rb") as handle:
-            return self.post("/api/upload_dataset", files={"file": (name or path.name, handle, "application/jsonl")})
+        return self.client.send_upload(path, name)
 
     def start(self, **fields: Any) -> requests.Response:
-        body = {"task": "text-generation", "model_name": "forge/tiny-llama", "provider": "huggingface",
-                "strategy": "sft", **fields}
-        return self.post("/api/start_training", json=body)
+        """POST /api/start_training: the tiny model's SFT with `fields` on top."""
+        return self.client.send_start(TINY_SFT, **fields)
 
 
 def assert_error_shape(response: requests.Response, status_code: int) -> dict:
@@ -118,5 +126,4 @@ def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float
             assert status["status"] == "training", f"the job ended before the fault could hit it: {status}"
             return step
         time.sleep(0.1)
-    events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
-    raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} within {timeout}s: {events}")
+    raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} within {timeout}s: {service.events(job_id)}")

@@ -10,6 +10,8 @@ import pytest
 import requests
 from support import SAMPLE_DATASET, Service, assert_error_shape
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = pytest.mark.integration
 
 
@@ -247,8 +249,7 @@ def test_no_route_serves_dataset_or_model_files(service: Service, tmp_path: Path
 
 def test_generate_while_the_model_is_deleted_is_200_or_404_never_500(service: Service, dataset: str):
     job_id = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
-    deadline_status = {"completed", "failed", "stopped", "interrupted"}
-    model_id = service.wait_for(lambda s: s["status"] in deadline_status, job_id)["model_id"]
+    model_id = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)["model_id"]
     body = {"model_id": model_id, "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0}
     with ThreadPoolExecutor(max_workers=6) as pool:
         generating = [pool.submit(service.post, "/api/playground/generate", json=body) for _ in range(6)]

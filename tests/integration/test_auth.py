@@ -16,6 +16,8 @@ from support import SAMPLE_DATASET, Service, assert_error_shape
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from forge.client import ForgeClient
+
 pytestmark = pytest.mark.integration
 
 KEY = "forge-test-" + secrets.token_hex(16)
@@ -62,13 +64,12 @@ def test_every_route_but_health_answers_401_without_the_key(secured: Service, me
 
 def test_health_is_open_and_the_key_opens_everything_else(secured: Service):
     assert requests.get(secured.url + "/api/health", timeout=30).status_code == 200
-    assert requests.get(secured.url + "/api/info", headers=_bearer(KEY), timeout=30).status_code == 200
-    with SAMPLE_DATASET.open("rb") as handle:
-        uploaded = requests.post(secured.url + "/api/upload_dataset", headers=_bearer(KEY), timeout=60,
-                                 files={"file": ("secured.jsonl", handle, "application/jsonl")})
+    keyed = ForgeClient(secured.url, api_key=KEY)  # sends `Authorization: Bearer <KEY>` with every request
+    assert keyed.get("/api/info").status_code == 200
+    uploaded = keyed.send_upload(SAMPLE_DATASET, "secured.jsonl")
     assert uploaded.status_code == 200, uploaded.text
     # The wrong route with the right key is a 404, not a 401: the key was accepted.
-    assert_error_shape(requests.get(secured.url + "/api/nope", headers=_bearer(KEY), timeout=30), 404)
+    assert_error_shape(keyed.get("/api/nope"), 404)
 
 
 def test_the_websocket_refuses_a_handshake_without_the_key(secured: Service):

@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support import SAMPLE_DATASET, Service
 
-pytestmark = pytest.mark.integration
+from forge.schemas import TERMINAL_STATUSES
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+pytestmark = pytest.mark.integration
 
 
 def test_twenty_simultaneous_starts_accept_exactly_one(service: Service):
@@ -24,4 +24,4 @@ def test_twenty_simultaneous_starts_accept_exactly_one(service: Service):
     for rejected in (r for r in responses if r.status_code == 409):
         assert rejected.json()["status_code"] == 409 and "already in progress" in rejected.json()["detail"]
     job_id = next(r.json()["job_id"] for r in responses if r.status_code == 200)
-    assert service.wait_for(lambda s: s["status"] in TERMINAL, job_id)["status"] == "completed"
+    assert service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)["status"] == "completed"

@@ -17,9 +17,9 @@ import pytest
 import requests
 from support import SAMPLE_DATASET, Service, assert_error_shape, wait_for_registered_checkpoint
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+from forge.schemas import TERMINAL_STATUSES
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +36,6 @@ def _alive_actors(service: Service, class_name: str) -> list:
                        filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")])
 
 
-def _events(service: Service, job_id: str) -> list[dict]:
-    response = service.get(f"/api/jobs/{job_id}/events")
-    assert response.status_code == 200, response.text
-    return response.json()["events"]
-
-
 class StepRecorder:
     """Polls GET /api/training_status in a thread and keeps every current_step it saw."""
 
@@ -56,7 +50,7 @@ class StepRecorder:
         while not self._done.is_set():
             status = self._service.status(self._job_id)
             self.steps.append(status["current_step"])
-            if status["status"] in TERMINAL:
+            if status["status"] in TERMINAL_STATUSES:
                 return
             time.sleep(0.1)
 
@@ -77,17 +71,17 @@ def test_a_killed_training_worker_restarts_and_resumes_from_its_checkpoint(servi
     assert len(workers) == 1
     os.kill(workers[0].pid, signal.SIGKILL)
 
-    final = service.wait_for(lambda s: s["status"] in TERMINAL, job_id, timeout=300)
+    final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id, timeout=300)
     steps = recorder.stop()
     assert final["status"] == "completed", final
     assert final["current_step"] == 120 and final["model_id"] is not None
     # What users saw never went backwards, not even while the restarted group redid steps.
     assert steps == sorted(steps) and steps[-1] == 120
-    restarts = [e for e in _events(service, job_id) if e["kind"] == "restart"]
-    assert len(restarts) == 1, _events(service, job_id)
+    restarts = [e for e in service.events(job_id) if e["kind"] == "restart"]
+    assert len(restarts) == 1, service.events(job_id)
     resumed_at = int(restarts[0]["message"].split("checkpoint at step ")[1].split()[0].rstrip(","))
     assert resumed_at >= 10 and resumed_at % 10 == 0
-    checkpoints = [e for e in _events(service, job_id) if e["kind"] == "checkpoint"]
+    checkpoints = [e for e in service.events(job_id) if e["kind"] == "checkpoint"]
     assert f"checkpoint saved at step {resumed_at}" in [e["message"] for e in checkpoints]
     # A completed job's model is registered; its checkpoints are gone.
     assert not (service.home / "runs" / job_id).exists()
@@ -134,15 +128,14 @@ def test_a_killed_manager_restarts_and_the_interrupted_job_resumes(service: Serv
     again = service.post(f"/api/jobs/{job_id}/resume")
     assert_error_shape(again, 409)
 
-    final = service.wait_for(lambda s: s["status"] in TERMINAL, job_id, timeout=300)
+    final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id, timeout=300)
     assert final["status"] == "completed", final
     assert final["current_step"] == 150
-    kinds = [e["kind"] for e in _events(service, job_id)]
+    kinds = [e["kind"] for e in service.events(job_id)]
     assert kinds.count("interrupted") == 1 and "resume" in kinds and kinds[-1] == "completed"
     # The resumed run started at the checkpoint, and the loss history is the final model's:
     # one entry per step, the steps redone after the checkpoint replacing the lost ones.
-    metric_steps = [m["step"] for m in service.get(f"/api/jobs/{job_id}/metrics").json()["metrics"]
-                    if "loss" in m]
+    metric_steps = [m["step"] for m in service.metrics(job_id) if "loss" in m]
     assert metric_steps == list(range(1, 151))
 
 
@@ -150,7 +143,7 @@ def test_resume_answers_404_and_409_in_the_error_format(service: Service, datase
     assert_error_shape(service.post("/api/jobs/train_000000000000/resume"), 404)
     response = service.start(dataset=dataset, max_steps=2, eval_split=0)
     job_id = response.json()["job_id"]
-    assert service.wait_for(lambda s: s["status"] in TERMINAL, job_id)["status"] == "completed"
+    assert service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)["status"] == "completed"
     body = assert_error_shape(service.post(f"/api/jobs/{job_id}/resume"), 409)
     assert "completed" in body["detail"]
 
@@ -158,7 +151,7 @@ def test_resume_answers_404_and_409_in_the_error_format(service: Service, datase
 def test_a_killed_playground_replica_is_replaced_and_the_next_request_succeeds(service: Service, dataset: str):
     response = service.start(dataset=dataset, max_steps=2, eval_split=0)
     job_id = response.json()["job_id"]
-    final = service.wait_for(lambda s: s["status"] in TERMINAL, job_id)
+    final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)
     body = {"model_id": final["model_id"], "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0}
     first = service.post("/api/playground/generate", json=body)
     assert first.status_code == 200, first.text

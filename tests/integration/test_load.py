@@ -19,9 +19,10 @@ import requests
 from support import SAMPLE_DATASET, Service
 from websockets.sync.client import connect
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 POLLERS = 50
 SUBSCRIBERS = 5
 LOAD_SECONDS = 15
@@ -58,7 +59,7 @@ def test_twenty_simultaneous_starts_accept_exactly_two_with_a_limit_of_two(two_j
         assert "at most 2 job(s)" in rejected.json()["detail"]
     for accepted in (r for r in responses if r.status_code == 200):
         job_id = accepted.json()["job_id"]
-        assert two_job_service.wait_for(lambda s: s["status"] in TERMINAL, job_id)["status"] == "completed"
+        assert two_job_service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)["status"] == "completed"
 
 
 class Subscriber(threading.Thread):
@@ -74,7 +75,7 @@ class Subscriber(threading.Thread):
                 while True:
                     message = json.loads(socket.recv(timeout=120))
                     self.messages.append(message)
-                    if message["status"] in TERMINAL:
+                    if message["status"] in TERMINAL_STATUSES:
                         return
         except Exception as error:  # reported by the test
             self.error = error

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from support import SAMPLE_DATASET, Service
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = pytest.mark.integration
 
 PROMPT = "What is 3 plus 4?"
@@ -27,8 +29,7 @@ def two_models(service: Service) -> list[int]:
         started = service.start(dataset=upload.json()["filename"], max_steps=3, eval_split=0,
                                 learning_rate=learning_rate)
         assert started.status_code == 200, started.text
-        final = service.wait_for(lambda s: s["status"] in {"completed", "failed", "stopped", "interrupted"},
-                                 started.json()["job_id"])
+        final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, started.json()["job_id"])
         assert final["status"] == "completed", final
         ids.append(final["model_id"])
     return ids

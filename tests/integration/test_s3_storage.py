@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from support import SAMPLE_DATASET, Service, assert_error_shape
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = pytest.mark.integration
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 PROMPT = "What is 3 plus 4?"
 
 
@@ -79,7 +80,7 @@ def test_upload_train_generate_and_delete_with_storage_in_a_bucket(s3_service):
     while time.monotonic() < deadline:
         status = service.status(job_id)
         checkpoints |= {k.split("/")[2] for k in _keys(location, f"runs/{job_id}") if "/checkpoint/" in k}
-        if status["status"] in TERMINAL:
+        if status["status"] in TERMINAL_STATUSES:
             break
         time.sleep(0.2)
     assert status["status"] == "completed", status

@@ -18,9 +18,10 @@ import pytest
 import yaml
 from support import REPO, SAMPLE_DATASET, Service, free_ports, wait_healthy
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 BIN = REPO / ".venv" / "bin"
 
 
@@ -60,7 +61,7 @@ def test_serve_deploy_of_the_shipped_config_on_a_ray_start_cluster(tmp_path: Pat
         uploaded = service.upload(SAMPLE_DATASET)
         assert uploaded.status_code == 200, uploaded.text
         job_id = service.start(dataset=uploaded.json()["filename"], max_steps=2, eval_split=0).json()["job_id"]
-        final = service.wait_for(lambda s: s["status"] in TERMINAL, job_id)
+        final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)
         assert final["status"] == "completed", final
         # The settings came from the config and from the environment Ray was started with.
         assert (tmp_path / "home" / "forge.db").is_file()

@@ -25,9 +25,9 @@ from support import (
     wait_healthy,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+from forge.schemas import TERMINAL_STATUSES
 
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class ServeProcess:
@@ -82,7 +82,7 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         done = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
         cut_off = service.start(dataset=dataset, max_steps=250, save_steps=25, per_device_train_batch_size=16,
                                 gradient_accumulation_steps=1, eval_split=0).json()["job_id"]
-        finished = service.wait_for(lambda s: s["status"] in TERMINAL, done)
+        finished = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, done)
         assert finished["status"] == "completed"
         wait_for_registered_checkpoint(service, cut_off)
         before = {
@@ -113,9 +113,9 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
 
         resumed = service.post(f"/api/jobs/{cut_off}/resume")
         assert resumed.status_code == 200, resumed.text
-        final = service.wait_for(lambda s: s["status"] in TERMINAL, cut_off, timeout=300)
+        final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, cut_off, timeout=300)
         assert final["status"] == "completed" and final["current_step"] == 250, final
-        events = service.get(f"/api/jobs/{cut_off}/events").json()["events"]
+        events = service.events(cut_off)
         # The manager named the checkpoint Ray Train really resumed from.
         assert f"workers started, continuing from the checkpoint at step {checkpoint_step}" in [
             e["message"] for e in events]

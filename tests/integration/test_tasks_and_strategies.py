@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from support import REPO, Service, assert_error_shape
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = pytest.mark.integration
 
 DATASETS = REPO / "examples" / "datasets"
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 FAST = {"learning_rate": 5e-3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1}
 
 
@@ -35,7 +36,7 @@ def train(service: Service, dataset: str, **fields) -> dict:
     """Start a job, wait for it to end, and return the registered model's detail."""
     response = service.start(dataset=dataset, **{**FAST, **fields})
     assert response.status_code == 200, response.text
-    status = service.wait_for(lambda s: s["status"] in TERMINAL, response.json()["job_id"], timeout=300)
+    status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, response.json()["job_id"], timeout=300)
     assert status["status"] == "completed", status
     detail = service.get(f"/api/models/{status['model_id']}").json()
     assert detail["task"] == fields["task"] and detail["strategy"] == fields.get("strategy", "sft")
@@ -81,7 +82,7 @@ def test_text_generation_qlora(service: Service, uploaded: dict):
     trained = generate(service, detail["id"], prompt=prompt)
     assert trained["generated_text"] != base_answer(service, "forge/tiny-llama", "text-generation", "causal-lm",
                                                     prompt=prompt)["generated_text"]
-    events = service.get(f"/api/jobs/{detail['job_id']}/events").json()["events"]
+    events = service.events(detail['job_id'])
     assert any("bnb_4bit_compute_dtype" in e["message"] for e in events)
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from support import REPO, Service, assert_error_shape
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = pytest.mark.integration
 
 DATASETS = REPO / "examples" / "datasets"
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 FAST = {"learning_rate": 5e-3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
         "num_train_epochs": 2, "provider": "unsloth"}
 
@@ -36,7 +37,7 @@ def _train(service: Service, dataset: str, **fields) -> tuple[dict, dict]:
     """Run a job to the end; the model's detail and the forge.json the worker wrote."""
     response = service.start(dataset=dataset, **{**FAST, **fields})
     assert response.status_code == 200, response.text
-    status = service.wait_for(lambda s: s["status"] in TERMINAL, response.json()["job_id"], timeout=400)
+    status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, response.json()["job_id"], timeout=400)
     assert status["status"] == "completed", status
     detail = service.get(f"/api/models/{status['model_id']}").json()
     meta = json.loads((Path(service.home) / "models" / str(detail["id"]) / "forge.json").read_text())
@@ -62,7 +63,7 @@ def test_unsloth_sft_and_qlora_train_in_their_own_environment(service: Service, 
     # The worker ran Unsloth's stack, not the core's.
     assert meta["unsloth_imported"] is True
     assert meta["versions"]["unsloth"] == "2026.10.9" and meta["versions"]["trl"] == "1.15.0"
-    events = service.get(f"/api/jobs/{detail['job_id']}/events").json()["events"]
+    events = service.events(detail['job_id'])
     assert any("Unsloth's CPU backend" in e["message"] for e in events)
 
     body = {"model_id": detail["id"], "prompt": "What is 2 plus 3?", "max_new_tokens": 8, "temperature": 0}

@@ -21,13 +21,13 @@ import pytest
 from support import SAMPLE_DATASET, Service, assert_error_shape
 from websockets.sync.client import connect
 
+from forge.schemas import TERMINAL_STATUSES
 from forge.settings import MANAGER_NAME
 
 pytestmark = pytest.mark.integration
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 PROMPT = "What is 3 plus 4?"
-TERMINAL = {"completed", "failed", "stopped", "interrupted"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ class FeedRecorder:
             while time.monotonic() < deadline:
                 message = json.loads(socket.recv(timeout=300))
                 self.messages.append(message)
-                if self.job_id and message.get("job_id") == self.job_id and message["status"] in TERMINAL:
+                if self.job_id and message.get("job_id") == self.job_id and message["status"] in TERMINAL_STATUSES:
                     return
 
     def wait(self, timeout: float = 300) -> list[dict]:
@@ -115,7 +115,7 @@ def test_train_watch_over_rest_and_websocket(service: Service, story: dict):
     while time.monotonic() < deadline:
         status = service.status(job_id)
         polled.append(status)
-        if status["status"] in TERMINAL:
+        if status["status"] in TERMINAL_STATUSES:
             break
         time.sleep(0.25)
     final = polled[-1]
@@ -146,7 +146,7 @@ def test_train_watch_over_rest_and_websocket(service: Service, story: dict):
 
 
 def test_loss_fell_during_training(service: Service, story: dict):
-    history = service.get(f"/api/jobs/{story['job_id']}/metrics").json()["metrics"]
+    history = service.metrics(story["job_id"])
     losses = [entry["loss"] for entry in history if "loss" in entry]
     assert len(losses) >= 10
     assert losses[-1] < losses[0]
@@ -155,7 +155,7 @@ def test_loss_fell_during_training(service: Service, story: dict):
 
 def test_history_times_each_step_and_counts_its_tokens(service: Service, story: dict):
     # Enough to compute the job's throughput from the history alone.
-    history = [e for e in service.get(f"/api/jobs/{story['job_id']}/metrics").json()["metrics"] if "loss" in e]
+    history = [e for e in service.metrics(story["job_id"]) if "loss" in e]
     times = [datetime.fromisoformat(e["logged_at"]) for e in history]
     tokens = [e["num_tokens"] for e in history]
     assert times == sorted(times) and times[0].tzinfo is not None
@@ -239,7 +239,7 @@ def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, stor
     stopped = service.post("/api/stop_training")
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["status"] == "stopped"
-    status = service.wait_for(lambda s: s["status"] in TERMINAL, job_id, timeout=30)
+    status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id, timeout=30)
     assert status["status"] == "stopped"
     assert time.monotonic() - asked < 25
     assert status["current_step"] < status["total_steps"]
@@ -255,7 +255,7 @@ def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, stor
     # What may remain is at most the spare runner for this manager's next job.
     assert len([a for a in train_actors() if a.name.startswith(f"{MANAGER_NAME}-runner-")]) <= 1
 
-    events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
+    events = service.events(job_id)
     assert [e["kind"] for e in events if e["kind"] in ("stop", "stopped")][:2] == ["stop", "stopped"]
     # Nothing runs now, so a second stop is a conflict.
     assert_error_shape(service.post("/api/stop_training"), 409)
@@ -265,7 +265,7 @@ def test_a_new_job_can_start_after_a_stop(service: Service, story: dict):
     response = service.start(dataset=story["dataset"], max_steps=3, eval_split=0)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
-    status = service.wait_for(lambda s: s["status"] in TERMINAL, job_id)
+    status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)
     assert status["status"] == "completed" and status["current_step"] == 3
     story["second_model_id"] = status["model_id"]
     detail = service.get(f"/api/models/{status['model_id']}").json()
@@ -279,7 +279,7 @@ def test_data_parallel_job_on_two_workers_learns_like_one_worker(service: Servic
     for workers, batch in ((2, 2), (1, 4)):
         response = service.start(**common, num_workers=workers, per_device_train_batch_size=batch)
         assert response.status_code == 200, response.text
-        status = service.wait_for(lambda s: s["status"] in TERMINAL, response.json()["job_id"])
+        status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, response.json()["job_id"])
         assert status["status"] == "completed", status
         results[workers] = service.get(f"/api/models/{status['model_id']}").json()
     assert results[2]["training_params"]["num_workers"] == 2
@@ -305,12 +305,12 @@ def test_a_failing_job_ends_failed_with_a_clear_message(service: Service, tmp_pa
     response = service.start(dataset=str(dataset), model_name=str(broken_model), max_steps=2)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
-    status = service.wait_for(lambda s: s["status"] in TERMINAL, job_id)
+    status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)
     assert status["status"] == "failed"
     assert status["message"].startswith("Training failed: ")
     assert "Traceback" not in status["message"] and "\n" not in status["message"]
     assert status["model_id"] is None
-    events = service.get(f"/api/jobs/{job_id}/events").json()["events"]
+    events = service.events(job_id)
     assert events[-1]["kind"] == "failed"
     # An error in the training code is not retried: worker restarts are for lost processes.
     assert "restart" not in [e["kind"] for e in events]
