@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 from deployments.auth import ApiKeyMiddleware
 from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
-from forge import capabilities, datasets
+from forge import catalog, datasets
 from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
 from forge.manager import get_or_create_manager
 from forge.schemas import (
@@ -103,7 +103,7 @@ class ApiIngress:
         unsloth = ProviderStatus.model_validate(status["unsloth"])
         return InfoResponse(
             providers=list(PROVIDERS), strategies=list(STRATEGIES), tasks=list(TASKS),
-            supported=capabilities.supported_combinations(unsloth), provider_status=status,
+            supported=catalog.supported_combinations(unsloth), provider_status=status,
         )
 
     # -------------------------------------------------------------- datasets

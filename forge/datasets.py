@@ -5,7 +5,7 @@ Pure Python on purpose: the ingress validates uploads before anything heavy
 client, so every error names its 1-based line and says what is wrong.
 
 A dataset has a FORMAT (the shape of its rows), not a task: the same shape
-trains several tasks, see TRAINABLE_FORMATS. Common alias fields are accepted
+trains several tasks (forge/catalog.py says which). Common alias fields are accepted
 and rewritten into the canonical row at validation time; `read_examples` gives
 the training workers canonical rows only.
 """
@@ -26,18 +26,6 @@ MAX_REPORTED_ERRORS = 50
 
 FORMATS: tuple[str, ...] = ("pairs", "chat", "preference", "qa")
 assert FORMATS == DatasetFormat.__args__, "FORMATS must match the contract's DatasetFormat"
-
-# (task, strategy) -> the formats that can train it.
-TRAINABLE_FORMATS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("text-generation", "sft"): ("pairs", "chat"),
-    ("text-generation", "qlora"): ("pairs", "chat"),
-    ("text-generation", "dpo"): ("preference",),
-    ("text-generation", "rlhf"): ("preference",),
-    ("summarization", "sft"): ("pairs",),
-    ("summarization", "qlora"): ("pairs",),
-    ("extractive-question-answering", "sft"): ("qa",),
-    ("extractive-question-answering", "qlora"): ("qa",),
-}
 
 # Used when detection finds no format: rows are checked against it so the
 # errors say which fields are missing.
@@ -205,11 +193,6 @@ def _check_format(format: str) -> None:
 
 
 # ------------------------------------------------------------------ public
-
-
-def formats_for(task: str, strategy: str) -> tuple[str, ...]:
-    """Formats that can train `task` with `strategy`; () when nothing trains that combination."""
-    return TRAINABLE_FORMATS.get((task, strategy), ())
 
 
 def normalize_row(format: str, row: dict[str, Any]) -> dict[str, Any]:

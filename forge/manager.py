@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 import ray
 
-from forge import capabilities
-from forge.datasets import formats_for, sanitize_filename, validate_jsonl, versioned_name
+from forge import catalog
+from forge.datasets import sanitize_filename, validate_jsonl, versioned_name
 from forge.errors import BadRequest, Conflict, NotFound, one_line
 from forge.feed import ChangeFeed
 from forge.registry import DatasetRecord, JobRecord, ModelRecord, Registry
@@ -178,7 +178,7 @@ class TrainingManager:
 
     async def _prepare(self, request: TrainingRequest) -> _PreparedJob:
         """Everything a job needs that can be refused with a 4xx, checked before anything is written."""
-        capabilities.check_supported(request, await self.unsloth_status() if request.provider == "unsloth"
+        catalog.check_supported(request, await self.unsloth_status() if request.provider == "unsloth"
                                      else _UNSLOTH_NOT_ASKED)
         self._check_capacity()
         dataset_location, dataset_format = await self._resolve_dataset(request)
@@ -240,7 +240,7 @@ class TrainingManager:
                     extra={"validation": report.model_dump()},
                 )
             row_format = report.format or "pairs"
-        wanted = formats_for(request.task, request.strategy)
+        wanted = catalog.formats_for(request.task, request.strategy)
         if row_format not in wanted:
             raise BadRequest(
                 f"dataset {request.dataset!r} holds {row_format} rows; task {request.task!r} with strategy "

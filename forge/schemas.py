@@ -12,6 +12,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from forge import catalog
+
 API_VERSION = "v2"
 
 Task = Literal["text-generation", "summarization", "extractive-question-answering"]
@@ -109,13 +111,12 @@ class TrainingRequest(_Request):
 
     @model_validator(mode="after")
     def _strategy_fits_task(self) -> "TrainingRequest":
-        if self.strategy in ("dpo", "rlhf") and self.task != "text-generation":
-            raise ValueError(
-                f"strategy {self.strategy!r} trains text-generation models only; set task to "
-                f"'text-generation' or strategy to 'sft'/'qlora'"
-            )
-        if self.strategy == "qlora" and not (self.use_4bit or self.use_8bit):
-            raise ValueError("strategy 'qlora' quantizes the base: set use_4bit or use_8bit to true")
+        # forge/catalog.py is the one table of what trains.
+        misfit = catalog.strategy_misfit(self.task, self.strategy)
+        if misfit:
+            raise ValueError(misfit)
+        if catalog.quantizes_base(self.strategy) and not (self.use_4bit or self.use_8bit):
+            raise ValueError(f"strategy {self.strategy!r} quantizes the base: set use_4bit or use_8bit to true")
         return self
 
 

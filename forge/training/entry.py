@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forge import catalog
 from forge.errors import one_line
 from forge.storage import is_uri, publish_folder
 from forge.training.checkpoints import (
@@ -82,26 +83,20 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def pick_recipe(spec: JobSpec) -> Recipe:
-    """The recipe for the job's task and strategy (qlora is sft on a quantized base)."""
+    """The recipe the catalog names for the job (its encoder-decoder recipe when the base is one)."""
     from forge.modeling.loading import is_encoder_decoder
-    from forge.training.recipes.dpo import train_dpo
-    from forge.training.recipes.extractive_qa import train_extractive_qa
-    from forge.training.recipes.rlhf import train_rlhf
-    from forge.training.recipes.seq2seq import train_seq2seq
-    from forge.training.recipes.sft import train_causal_sft
+    from forge.training.recipes import RECIPES
 
-    task, strategy = spec.request.task, spec.request.strategy
-    if strategy == "dpo":
-        return train_dpo
-    if strategy == "rlhf":
-        return train_rlhf
-    if task == "extractive-question-answering":
-        return train_extractive_qa
-    if task == "summarization" and is_encoder_decoder(
+    request = spec.request
+    row = catalog.find(request.task, request.strategy, request.provider)
+    if row is None:
+        raise ValueError(f"nothing trains task {request.task!r} with strategy {request.strategy!r} "
+                         f"and provider {request.provider!r}")
+    if row.encoder_decoder_recipe and is_encoder_decoder(
         spec.model_source, Path(spec.builtin_dir), trust_remote_code=spec.trust_remote_code
     ):
-        return train_seq2seq
-    return train_causal_sft
+        return RECIPES[row.encoder_decoder_recipe]
+    return RECIPES[row.recipe]
 
 
 def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,

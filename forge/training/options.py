@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from forge.catalog import quantizes_base
 from forge.schemas import ComputeSpecs, TrainingRequest
 
 _CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "adamw_8bit"}
@@ -54,7 +55,7 @@ def resolve_options(request: TrainingRequest, hardware: Hardware) -> tuple[Resol
         notes.append("fp16/bf16 mixed precision needs a GPU; training in float32")
         fp16 = bf16 = False
 
-    quantize = request.strategy == "qlora"
+    quantize = quantizes_base(request.strategy)
     if not quantize and (request.use_8bit or "use_4bit" in request.model_fields_set and request.use_4bit):
         notes.append(f"use_4bit/use_8bit apply to strategy qlora only; strategy {request.strategy} trains "
                      "a LoRA on the unquantized base")

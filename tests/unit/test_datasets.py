@@ -11,9 +11,7 @@ from forge.datasets import (
     FORMATS,
     MAX_REPORTED_ERRORS,
     MIN_EXAMPLES,
-    TRAINABLE_FORMATS,
     detect_format,
-    formats_for,
     normalize_row,
     read_examples,
     sanitize_filename,
@@ -21,7 +19,6 @@ from forge.datasets import (
     versioned_name,
 )
 from forge.errors import BadRequest
-from forge.schemas import STRATEGIES, TASKS
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "datasets"
 SAMPLE = EXAMPLES / "text_generation.jsonl"
@@ -553,29 +550,6 @@ def test_explicit_format_overrides_detection(tmp_path):
     report = validate_jsonl(path, format="chat")
     assert report.format == "chat"
     assert report.errors[1].error == "missing field 'messages'"
-
-
-# -------------------------------------------------------------- trainable formats
-
-
-def test_formats_for_table():
-    assert formats_for("text-generation", "sft") == ("pairs", "chat")
-    assert formats_for("text-generation", "qlora") == ("pairs", "chat")
-    assert formats_for("text-generation", "dpo") == ("preference",)
-    assert formats_for("text-generation", "rlhf") == ("preference",)
-    assert formats_for("summarization", "sft") == ("pairs",)
-    assert formats_for("summarization", "qlora") == ("pairs",)
-    assert formats_for("extractive-question-answering", "sft") == ("qa",)
-    assert formats_for("extractive-question-answering", "qlora") == ("qa",)
-    assert formats_for("summarization", "dpo") == ()
-    assert formats_for("extractive-question-answering", "rlhf") == ()
-    assert formats_for("no-such-task", "sft") == ()
-
-
-def test_trainable_formats_use_contract_names():
-    for (task, strategy), formats in TRAINABLE_FORMATS.items():
-        assert task in TASKS and strategy in STRATEGIES
-        assert formats and set(formats) <= set(FORMATS)
 
 
 # ---------------------------------------------------------------- read_examples
