@@ -254,7 +254,7 @@ class ApiIngress:
         # The registry lookup and the replica's work run at once (one actor round trip less per
         # request); the lookup still decides: an unknown or deleted model is a 404 whatever the
         # replica made of it, a passage-less question to an extractive QA model a 400.
-        reply = self.playground.options(multiplexed_model_id=str(body.model_id)).generate.remote(body.model_dump())
+        reply = self.playground.options(multiplexed_model_id=str(body.model_id)).generate.remote(body)
         try:
             model = await self.manager.get_model.remote(body.model_id)
         except Exception:

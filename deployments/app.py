@@ -7,7 +7,8 @@ settings once, and binds the Playground handle into the ingress.
 
 from __future__ import annotations
 
-from typing import Optional
+import copy
+from typing import Any, Optional
 
 from pydantic import BaseModel, Field, model_validator
 from ray import serve
@@ -32,21 +33,26 @@ class AppArgs(BaseModel):
         return self
 
 
+# The Playground's deployment options, here and only here (the deployment class is bare):
+# `build_playground` overlays the replica counts and resources of AppArgs.
+PLAYGROUND_DEPLOYMENT_DEFAULTS: dict[str, Any] = {
+    "autoscaling_config": {"target_ongoing_requests": 2, "upscale_delay_s": 5, "downscale_delay_s": 60},
+    "ray_actor_options": {},
+}
+
+
 def build_playground(args: AppArgs, settings: Settings) -> serve.Application:
-    actor_options: dict = {"num_cpus": args.playground_num_cpus, "num_gpus": args.playground_num_gpus}
+    """The Playground: its deployment defaults with the replica counts and resources of `args`."""
+    options = copy.deepcopy(PLAYGROUND_DEPLOYMENT_DEFAULTS)
+    options["ray_actor_options"].update(num_cpus=args.playground_num_cpus, num_gpus=args.playground_num_gpus)
     if args.playground_resources:
-        actor_options["resources"] = args.playground_resources
-    return Playground.options(
-        ray_actor_options=actor_options,
-        autoscaling_config={
-            "min_replicas": args.playground_min_replicas,
-            "initial_replicas": max(1, args.playground_min_replicas),
-            "max_replicas": args.playground_max_replicas,
-            "target_ongoing_requests": 2,
-            "upscale_delay_s": 5,
-            "downscale_delay_s": 60,
-        },
-    ).bind(settings)
+        options["ray_actor_options"]["resources"] = args.playground_resources
+    options["autoscaling_config"].update(
+        min_replicas=args.playground_min_replicas,
+        initial_replicas=max(1, args.playground_min_replicas),
+        max_replicas=args.playground_max_replicas,
+    )
+    return Playground.options(**options).bind(settings)
 
 
 def build_app(args: AppArgs, settings: Optional[Settings] = None) -> serve.Application:

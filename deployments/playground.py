@@ -17,6 +17,7 @@ from typing import Any
 
 from ray import serve
 
+from forge.schemas import GenerateRequest
 from forge.settings import Settings
 from forge.storage import Storage
 
@@ -42,10 +43,8 @@ def _generation_threads() -> int:
     return max(1, int(reserved)) if reserved >= 1 else (os.cpu_count() or 1)
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0},
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2},
-)
+# Options: deployments.app.PLAYGROUND_DEPLOYMENT_DEFAULTS, applied by the app builder.
+@serve.deployment
 class Playground:
     def __init__(self, settings: Settings) -> None:
         from forge.playground.adapter_cache import AdapterCache
@@ -74,7 +73,7 @@ class Playground:
         await asyncio.to_thread(self.models.load, model_id, lambda: self._model_dir(model_id))
         return model_id
 
-    async def generate(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def generate(self, request: GenerateRequest) -> dict[str, Any]:
         model_id = await self.get_model(serve.get_multiplexed_model_id())
         return await asyncio.to_thread(self.models.respond, model_id, request, lambda: self._model_dir(model_id))
 

@@ -1,18 +1,25 @@
 """Typed service settings, read once from FORGE_* environment variables.
 
-The app builder resolves them in the process that runs `serve run` and passes the
-result to every deployment and to the TrainingManager, so relative paths are
-resolved once, against the directory the user started the service from.
+Each field is read from FORGE_<FIELD NAME> by pydantic-settings. The app builder
+resolves them in the process that runs `serve run` and passes the result to every
+deployment and to the TrainingManager, so relative paths are resolved once, against
+the directory the user started the service from.
+
+The README's settings table is this model's `markdown_table()`
+(`python -m forge.settings` prints it; a test keeps the two equal).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 MANAGER_NAME = "training_manager"
 # The unsloth provider's venv, built by `make install` next to the project.
@@ -20,76 +27,156 @@ DEFAULT_UNSLOTH_PYTHON = Path(__file__).resolve().parents[1] / ".venv-unsloth" /
 # A fixed namespace: `serve run`, `serve deploy` and scripts each put replicas in a
 # different namespace, and all of them must find the one manager.
 RAY_NAMESPACE = "modelforge"
+_FLAG_ON = {"1", "true", "yes"}
 
 
-def _flag(value: str) -> bool:
-    return value.lower() in {"1", "true", "yes"}
+def _shown(default: str) -> dict[str, str]:
+    """The default the README shows where the field's own default is computed."""
+    return {"shown_default": default}
 
 
-class Settings(BaseModel):
-    home: Path = Field(description="FORGE_HOME: registry, built-in models, local state.")
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FORGE_", extra="ignore")
+
+    home: Path = Field(
+        Path(".forge"), validate_default=True,
+        description="registry (`forge.db`), built-in models",
+    )
     storage: str = Field(
-        description="FORGE_STORAGE: datasets, runs and models (defaults to FORGE_HOME): a local or mounted path, "
-        "or an object-store URI such as s3://bucket/prefix.",
+        "", validate_default=True, json_schema_extra=_shown("`FORGE_HOME`"),
+        description="datasets, Ray Train runs, trained models: a path, or `s3://…` / `gs://…`",
+    )
+    worker_resources: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON of custom Ray resources each training worker needs, e.g. `{\"A10G\": 1}`",
+    )
+    max_concurrent_jobs: int = Field(1, ge=1, description="jobs that may run at once (409 beyond)")
+    max_upload_mb: float = Field(1024, gt=0, description="larger uploads get 413")
+    dataset_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="`:`-separated folders whose JSONL files may be trained on by path",
+    )
+    trust_remote_code: bool = Field(
+        False, description="allow model repositories with custom code (weights always load from safetensors)",
+    )
+    stop_grace_s: float = Field(
+        20.0, gt=0, description="seconds a stop waits for a clean step boundary before killing the run",
+    )
+    spare_runner: bool = Field(
+        True, description="after a job, start the next job's runner ahead (an idle process of about 400 MB "
+        "resident; jobs start about 3 s sooner); `0` turns it off",
+    )
+    max_worker_failures: int = Field(
+        2, ge=0, description="worker-group restarts per job after a crashed worker",
+    )
+    api_key: Optional[SecretStr] = Field(
+        None, description="when set, every route but `/api/health` needs `Authorization: Bearer <key>`",
     )
     manager_name: str = Field(
         MANAGER_NAME, min_length=1,
-        description="FORGE_MANAGER_NAME: the TrainingManager actor's name; two services in one cluster need two.",
-    )
-    max_concurrent_jobs: int = Field(1, ge=1, description="FORGE_MAX_CONCURRENT_JOBS: 409 beyond this.")
-    max_upload_mb: float = Field(1024, gt=0, description="FORGE_MAX_UPLOAD_MB: larger uploads get 413.")
-    dataset_roots: list[Path] = Field(
-        default_factory=list, description="FORGE_DATASET_ROOTS (os.pathsep-separated): readable dataset folders."
-    )
-    api_key: Optional[SecretStr] = Field(None, description="FORGE_API_KEY: when set, routes need a bearer token.")
-    trust_remote_code: bool = Field(False, description="FORGE_TRUST_REMOTE_CODE: allow custom model code.")
-    max_worker_failures: int = Field(
-        2, ge=0, description="FORGE_MAX_WORKER_FAILURES: times a job's workers are restarted after a crash."
-    )
-    worker_resources: dict[str, float] = Field(
-        default_factory=dict,
-        description="FORGE_WORKER_RESOURCES (JSON): Ray resources each training worker needs on top of its CPU "
-        "(and GPU), e.g. {\"A10G\": 1} to train only on nodes that advertise it.",
-    )
-    stop_grace_s: float = Field(20.0, gt=0, description="FORGE_STOP_GRACE_S: cooperative stop before a hard kill.")
-    spare_runner: bool = Field(
-        True, description="FORGE_SPARE_RUNNER: keep a job runner started ahead (an idle process of about "
-        "400 MB resident) so the next job starts about 3 s sooner.",
+        description="the manager actor's name: two services in one cluster need two names (and two "
+        "`FORGE_HOME`s)",
     )
     unsloth_python: Path = Field(
-        DEFAULT_UNSLOTH_PYTHON,
-        description="FORGE_UNSLOTH_PYTHON: interpreter of the unsloth provider's venv (on a cluster: a path "
-        "present on every node).",
+        DEFAULT_UNSLOTH_PYTHON, json_schema_extra=_shown("`.venv-unsloth/bin/python`"),
+        description="interpreter of the unsloth provider's environment",
     )
 
     @classmethod
-    def from_env(cls, environ: Optional[dict[str, str]] = None) -> "Settings":
-        env = os.environ if environ is None else environ
-        home = Path(env.get("FORGE_HOME", ".forge")).expanduser().resolve()
-        storage = env.get("FORGE_STORAGE") or str(home)
-        if "://" not in storage:  # a path: resolved once, like FORGE_HOME
-            storage = str(Path(storage).expanduser().resolve())
-        roots = [Path(p).expanduser().resolve() for p in env.get("FORGE_DATASET_ROOTS", "").split(os.pathsep) if p]
-        values: dict = {"home": home, "storage": storage, "dataset_roots": roots}
-        if env.get("FORGE_MANAGER_NAME"):
-            values["manager_name"] = env["FORGE_MANAGER_NAME"]
-        if "FORGE_MAX_CONCURRENT_JOBS" in env:
-            values["max_concurrent_jobs"] = env["FORGE_MAX_CONCURRENT_JOBS"]
-        if "FORGE_MAX_UPLOAD_MB" in env:
-            values["max_upload_mb"] = env["FORGE_MAX_UPLOAD_MB"]
-        if env.get("FORGE_API_KEY"):
-            values["api_key"] = env["FORGE_API_KEY"]
-        if "FORGE_MAX_WORKER_FAILURES" in env:
-            values["max_worker_failures"] = env["FORGE_MAX_WORKER_FAILURES"]
-        if env.get("FORGE_WORKER_RESOURCES"):
-            try:
-                values["worker_resources"] = json.loads(env["FORGE_WORKER_RESOURCES"])
-            except ValueError as error:
-                raise ValueError(f"FORGE_WORKER_RESOURCES is not JSON ({error}); e.g. '{{\"A10G\": 1}}'") from None
-        if "FORGE_STOP_GRACE_S" in env:
-            values["stop_grace_s"] = env["FORGE_STOP_GRACE_S"]
-        if env.get("FORGE_UNSLOTH_PYTHON"):
-            values["unsloth_python"] = Path(env["FORGE_UNSLOTH_PYTHON"]).expanduser()
-        values["trust_remote_code"] = _flag(env.get("FORGE_TRUST_REMOTE_CODE", "0"))
-        values["spare_runner"] = _flag(env.get("FORGE_SPARE_RUNNER", "1"))
-        return cls(**values)
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+        """Settings from `environ` alone (os.environ when None)."""
+        if environ is None:
+            return cls()
+        return cls(_build_sources=((_MappingEnvSource(cls, environ),), {}))
+
+    @field_validator("api_key", "manager_name", "unsloth_python", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == "":
+            return cls.model_fields[info.field_name].get_default()
+        return value
+
+    @field_validator("trust_remote_code", "spare_runner", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        # Anything but these spellings is off, as it always was (pydantic would reject "maybe").
+        return value.lower() in _FLAG_ON if isinstance(value, str) else value
+
+    @field_validator("worker_resources", mode="before")
+    @classmethod
+    def _json_resources(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value) if value else {}
+        except ValueError as error:
+            raise ValueError(f"FORGE_WORKER_RESOURCES is not JSON ({error}); e.g. '{{\"A10G\": 1}}'") from None
+
+    @field_validator("dataset_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        return [part for part in value.split(os.pathsep) if part] if isinstance(value, str) else value
+
+    @field_validator("dataset_roots", mode="after")
+    @classmethod
+    def _resolve_roots(cls, roots: list[Path]) -> list[Path]:
+        return [root.expanduser().resolve() for root in roots]
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _resolve_home(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    @field_validator("storage", mode="after")
+    @classmethod
+    def _storage_or_home(cls, storage: str, info: ValidationInfo) -> str:
+        storage = storage or str(info.data.get("home", ""))
+        if "://" in storage:  # an object store: kept as given
+            return storage
+        return str(Path(storage).expanduser().resolve())  # a path: resolved once, like FORGE_HOME
+
+    @field_validator("unsloth_python", mode="after")
+    @classmethod
+    def _expand_user(cls, path: Path) -> Path:
+        return path.expanduser()
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, Optional[str]]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _shown_default(name: str) -> str:
+    field = Settings.model_fields[name]
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "shown_default" in extra:
+        return str(extra["shown_default"])
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, bool):
+        return "1" if default else "0"  # how the flag is spelled
+    if default in (None, [], {}):
+        return "none"
+    if isinstance(default, (int, float)):
+        return f"{default:g}"
+    if isinstance(default, Path) and not default.is_absolute():
+        return f"`./{default}`"
+    return f"`{default}`"
+
+
+def markdown_table() -> str:
+    """The README's settings table: every variable, its default and its description."""
+    prefix = Settings.model_config["env_prefix"]
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{prefix}{name.upper()}` | {_shown_default(name)} | {field.description} |"
+             for name, field in Settings.model_fields.items()]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from forge.playground.responder import LoadedModel, ModelMeta, read_model_meta, respond
+from forge.schemas import GenerateRequest
 
 MAX_ADAPTERS = 4
 MAX_BASES = 2
@@ -108,7 +109,7 @@ class AdapterCache:
         """Make the model `key` ready; `model_dir` gives its local folder, asked only when it must be loaded."""
         self._get(key, model_dir)
 
-    def respond(self, key: str, request: dict[str, Any], model_dir: Callable[[], Path]) -> dict[str, Any]:
+    def respond(self, key: str, request: GenerateRequest, model_dir: Callable[[], Path]) -> dict[str, Any]:
         for _ in range(_LOAD_ATTEMPTS):
             base, name = self._get(key, model_dir)
             with base.lock:

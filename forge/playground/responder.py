@@ -16,6 +16,7 @@ from forge.modeling.generation import generate_texts
 from forge.modeling.loading import ModelKind, load_model, load_tokenizer
 from forge.modeling.prompts import causal_prompt, prompt_for
 from forge.modeling.qa_spans import WINDOW_TOKENS, answer_questions
+from forge.schemas import GenerateRequest
 
 
 @dataclass
@@ -70,18 +71,18 @@ def _prompt(loaded: LoadedModel, text: str) -> str:
     return causal_prompt(loaded.task, text, loaded.tokenizer)
 
 
-def respond(loaded: LoadedModel, request: dict[str, Any]) -> dict[str, Any]:
+def respond(loaded: LoadedModel, request: GenerateRequest) -> dict[str, Any]:
     """generated_text (only the new text), tokens_generated, generation_time_ms, and per task extras."""
     started = time.perf_counter()
     if loaded.kind == "question-answering":
-        row = {"question": request.get("question") or request["prompt"], "context": request["context"]}
+        row = {"question": request.question or request.prompt, "context": request.context}
         span = answer_questions(loaded.model, loaded.tokenizer, [row], max_length=WINDOW_TOKENS)[0]
         tokens = len(loaded.tokenizer(span.text, add_special_tokens=False)["input_ids"]) if span.text else 0
         result: dict[str, Any] = {"generated_text": span.text, "tokens_generated": tokens, "score": span.score}
     else:
         output = generate_texts(
-            loaded.model, loaded.tokenizer, [_prompt(loaded, request["prompt"])],
-            max_new_tokens=request["max_new_tokens"], temperature=request["temperature"], top_p=request["top_p"],
+            loaded.model, loaded.tokenizer, [_prompt(loaded, request.prompt)],
+            max_new_tokens=request.max_new_tokens, temperature=request.temperature, top_p=request.top_p,
             seq2seq=loaded.kind == "seq2seq-lm",
         )[0]
         result = {"generated_text": output.text, "tokens_generated": output.tokens,

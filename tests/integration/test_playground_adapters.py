@@ -44,11 +44,14 @@ def _generate(service: Service, model_id: int) -> str:
 
 def test_two_adapters_of_one_base_answer_as_each_does_alone(service: Service, two_models: list[int]):
     from forge.playground.responder import load_trained_model, respond
+    from forge.schemas import GenerateRequest
 
     # Each model alone: its base and adapter loaded on their own, in this process.
-    request = {"prompt": PROMPT, "max_new_tokens": 12, "temperature": 0, "top_p": 1.0}
+    def request(model_id: int) -> GenerateRequest:
+        return GenerateRequest(model_id=model_id, prompt=PROMPT, max_new_tokens=12, temperature=0, top_p=1.0)
+
     alone = {model_id: respond(load_trained_model(Path(service.home) / "models" / str(model_id),
-                                                  Path(service.home) / "builtin"), request)["generated_text"]
+                                                  Path(service.home) / "builtin"), request(model_id))["generated_text"]
              for model_id in two_models}
     assert len(set(alone.values())) == 2, "the two trained models should answer differently"
 

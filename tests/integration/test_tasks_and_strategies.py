@@ -58,9 +58,11 @@ def generate(service: Service, model_id: int, **fields) -> dict:
 def base_answer(service: Service, model_name: str, task: str, kind: str, **request) -> dict:
     """The untrained base model's answer to the same request, computed in this process."""
     from forge.playground.responder import load_base_model, respond
+    from forge.schemas import GenerateRequest
 
     base = load_base_model(model_name, Path(service.home) / "builtin", task, kind)
-    return respond(base, {"max_new_tokens": 16, "temperature": 0, "top_p": 1.0, **request})
+    # The base answers directly, not through the playground: the model id (required) routes nothing here.
+    return respond(base, GenerateRequest(model_id=1, max_new_tokens=16, temperature=0, top_p=1.0, **request))
 
 
 def test_info_lists_every_trainable_combination(service: Service):

@@ -210,10 +210,10 @@ def test_playground_generates_deterministically_and_the_adapter_matters(service:
 
     # The untrained base, prompted the same way, answers differently.
     from forge.playground.responder import load_base_model, respond
+    from forge.schemas import GenerateRequest
 
     base = load_base_model("forge/tiny-llama", Path(service.home) / "builtin", "text-generation")
-    base_text = respond(base, {"prompt": PROMPT, "max_new_tokens": 16, "temperature": 0, "top_p": 1.0})[
-        "generated_text"]
+    base_text = respond(base, GenerateRequest(**body, top_p=1.0))["generated_text"]
     assert base_text != first["generated_text"]
 
 

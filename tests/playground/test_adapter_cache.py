@@ -20,9 +20,12 @@ import pytest
 from forge.playground.adapter_cache import AdapterCache, adapter_layout
 from forge.builtin import ensure_builtin
 from forge.playground.responder import load_trained_model, respond
+from forge.schemas import GenerateRequest
 
-REQUEST = {"prompt": "What is 3 plus 4?", "max_new_tokens": 12, "temperature": 0, "top_p": 1.0}
 
+def ask(key: str) -> GenerateRequest:
+    """The playground request for the model `key` (the cache's key is the request's model id)."""
+    return GenerateRequest(model_id=int(key), prompt="What is 3 plus 4?", max_new_tokens=12, temperature=0, top_p=1.0)
 
 
 def _adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets: list[str], **lora: object) -> Path:
@@ -57,7 +60,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, builtin_dir: Path) -> dict[
 
 @pytest.fixture(scope="module")
 def alone(models: dict[str, Path], builtin_dir: Path) -> dict[str, str]:
-    texts = {key: respond(load_trained_model(folder, builtin_dir), REQUEST)["generated_text"]
+    texts = {key: respond(load_trained_model(folder, builtin_dir), ask(key))["generated_text"]
              for key, folder in models.items()}
     assert len(set(texts.values())) == len(texts), "the test needs models that answer differently"
     return texts
@@ -66,7 +69,7 @@ def alone(models: dict[str, Path], builtin_dir: Path) -> dict[str, str]:
 def test_models_of_one_base_share_it_and_answer_as_they_do_alone(models, alone, builtin_dir: Path):
     cache = AdapterCache(builtin_dir, max_adapters=4, max_bases=2)
     for key in ["1", "2", "1", "3", "2", "5", "1"]:
-        assert cache.respond(key, REQUEST, lambda key=key: models[key])["generated_text"] == alone[key], key
+        assert cache.respond(key, ask(key), lambda key=key: models[key])["generated_text"] == alone[key], key
     held = cache.loaded()
     assert sorted(held["forge/tiny-llama"]) == ["1", "2", "3"]
     assert held[str(models["5"].parent / "other-base")] == ["5"]
@@ -75,12 +78,12 @@ def test_models_of_one_base_share_it_and_answer_as_they_do_alone(models, alone, 
 def test_least_recently_used_models_are_evicted_and_come_back_intact(models, alone, builtin_dir: Path):
     cache = AdapterCache(builtin_dir, max_adapters=2, max_bases=1)
     for key in ["1", "2", "3", "1"]:
-        assert cache.respond(key, REQUEST, lambda key=key: models[key])["generated_text"] == alone[key], key
+        assert cache.respond(key, ask(key), lambda key=key: models[key])["generated_text"] == alone[key], key
     assert sorted(cache.loaded()["forge/tiny-llama"]) == ["1", "3"]
     # A model of another base evicts the first base with all its adapters.
-    assert cache.respond("5", REQUEST, lambda: models["5"])["generated_text"] == alone["5"]
+    assert cache.respond("5", ask("5"), lambda: models["5"])["generated_text"] == alone["5"]
     assert list(cache.loaded().values()) == [["5"]]
-    assert cache.respond("2", REQUEST, lambda: models["2"])["generated_text"] == alone["2"]
+    assert cache.respond("2", ask("2"), lambda: models["2"])["generated_text"] == alone["2"]
 
 
 def test_concurrent_requests_for_models_of_one_base_are_not_mixed(models, alone, builtin_dir: Path):
@@ -89,7 +92,7 @@ def test_concurrent_requests_for_models_of_one_base_are_not_mixed(models, alone,
 
     def client(key: str) -> None:
         for _ in range(4):
-            answers.append((key, cache.respond(key, REQUEST, lambda: models[key])["generated_text"]))
+            answers.append((key, cache.respond(key, ask(key), lambda: models[key])["generated_text"]))
 
     threads = [threading.Thread(target=client, args=(key,)) for key in ["1", "2", "3", "4", "5", "1", "2"]]
     for thread in threads:
@@ -104,7 +107,7 @@ def test_a_model_folder_without_a_safetensors_adapter_is_not_loaded(models, buil
     folder = shutil.copytree(models["1"], tmp_path / "no-adapter")
     (folder / "adapter_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
-        AdapterCache(builtin_dir).respond("9", REQUEST, lambda: folder)
+        AdapterCache(builtin_dir).respond("9", ask("9"), lambda: folder)
 
 
 def test_models_of_one_layout_share_a_slot_and_others_get_their_own(models):
@@ -116,7 +119,7 @@ def test_models_of_one_layout_share_a_slot_and_others_get_their_own(models):
 def test_swapped_models_keep_their_own_scaling_and_a_full_module_model_its_head(models, alone, builtin_dir: Path):
     cache = AdapterCache(builtin_dir, max_adapters=4, max_bases=1)
     for key in ["1", "6", "7", "3", "1", "7", "6"]:
-        assert cache.respond(key, REQUEST, lambda key=key: models[key])["generated_text"] == alone[key], key
+        assert cache.respond(key, ask(key), lambda key=key: models[key])["generated_text"] == alone[key], key
     # 1, 3 and 6 took turns in one slot, 7 has its own: the base carries two PEFT adapters.
     (base,) = cache._bases.values()
     assert sorted(base.peft.peft_config) == ["slot_1", "slot_2"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from forge.errors import BadRequest
-from forge.settings import Settings
+from forge.settings import DEFAULT_UNSLOTH_PYTHON, MANAGER_NAME, Settings
 from forge.sources import resolve_dataset_path, resolve_model_source
 
 # ---------------------------------------------------------------- settings
@@ -102,6 +103,43 @@ def test_settings_invalid_values(tmp_path, name, value, field):
     with pytest.raises(ValidationError) as caught:
         Settings.from_env({"FORGE_HOME": str(tmp_path), name: value})
     assert [e["loc"] for e in caught.value.errors()] == [(field,)]
+
+
+def test_an_explicit_environment_is_the_only_one_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORGE_MAX_CONCURRENT_JOBS", "5")
+    assert Settings.from_env({"FORGE_HOME": str(tmp_path)}).max_concurrent_jobs == 1
+    monkeypatch.setenv("FORGE_HOME", str(tmp_path / "from-os"))
+    assert Settings.from_env().max_concurrent_jobs == 5
+    assert Settings.from_env().home == (tmp_path / "from-os").resolve()
+
+
+def test_settings_survive_pickling(tmp_path):
+    # They travel to the manager actor and to every replica.
+    settings = Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_API_KEY": "k", "FORGE_DATASET_ROOTS": "/data"})
+    copy = pickle.loads(pickle.dumps(settings))
+    assert copy == settings
+    assert copy.api_key.get_secret_value() == "k"
+
+
+def test_worker_resources_that_are_not_json_say_so(tmp_path):
+    with pytest.raises(ValueError, match=r"FORGE_WORKER_RESOURCES is not JSON .*e.g. '\{\"A10G\": 1\}'"):
+        Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_WORKER_RESOURCES": "A10G=1"})
+    assert Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_WORKER_RESOURCES": ""}).worker_resources == {}
+
+
+def test_empty_names_mean_the_defaults(tmp_path):
+    settings = Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_MANAGER_NAME": "", "FORGE_UNSLOTH_PYTHON": ""})
+    assert settings.manager_name == MANAGER_NAME
+    assert settings.unsloth_python == DEFAULT_UNSLOTH_PYTHON
+    named = Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_MANAGER_NAME": "second",
+                               "FORGE_UNSLOTH_PYTHON": "~/u/bin/python"})
+    assert named.manager_name == "second"
+    assert named.unsloth_python == Path.home() / "u" / "bin" / "python"
+
+
+@pytest.mark.parametrize("raw", ["0", "no", "off", "", "maybe"])
+def test_a_spare_runner_is_off_for_any_other_spelling(tmp_path, raw):
+    assert Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_SPARE_RUNNER": raw}).spare_runner is False
 
 
 # ----------------------------------------------------------------- datasets
