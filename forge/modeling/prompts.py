@@ -56,11 +56,12 @@ def causal_example(task: str, row: dict[str, Any], *, chat_template: bool) -> di
     """
     messages = row.get("messages") or [
         {"role": "user", "content": row["input"]}, {"role": "assistant", "content": row["output"]}]
-    *context, answer = messages
+    # Stripped as the playground strips the user's text: a chat template renders whitespace as it is.
+    *context, answer = [{**m, "content": m["content"].strip()} for m in messages]
     if task == "text-generation" and chat_template:
         return {"prompt": context, "completion": [answer]}
     if "messages" in row:
-        return {"prompt": render_chat(context), "completion": answer["content"].strip()}
+        return {"prompt": render_chat(context), "completion": answer["content"]}
     return {"prompt": prompt_for(task, row["input"]), "completion": row["output"].strip()}
 
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from forge.playground.responder import LoadedModel, ModelMeta, read_model_meta, respond
+from forge.modeling.model_card import ModelCard
+from forge.playground.responder import LoadedModel, read_model_meta, respond
 from forge.schemas import GenerateRequest
 
 MAX_ADAPTERS = 4
@@ -141,14 +142,14 @@ class AdapterCache:
             if found is not None:
                 return found
             folder = model_dir()
-            meta = read_model_meta(folder)
-            base_key = (meta.kind, meta.base_model_source)
+            card = read_model_meta(folder)
+            base_key = (card.model_kind, card.base_model_source)
             with self._lock:
                 base = self._bases.get(base_key)
             if base is None:
-                base = self._load_base(meta)
+                base = self._load_base(card)
             name = f"model_{key}"
-            self._add_adapter(base, name, folder, meta)
+            self._add_adapter(base, name, folder, card)
             with self._lock:
                 self._bases[base_key] = base
                 self._bases.move_to_end(base_key)
@@ -159,14 +160,14 @@ class AdapterCache:
                 self._remove_adapter(victim, victim_name)
             return base, name
 
-    def _load_base(self, meta: ModelMeta) -> _Base:
+    def _load_base(self, card: ModelCard) -> _Base:
         from forge.modeling.loading import load_model
 
-        model = load_model(meta.kind, meta.base_model_source, self.builtin_dir,
+        model = load_model(card.model_kind, card.base_model_source, self.builtin_dir,
                            trust_remote_code=self.trust_remote_code).eval()
-        return _Base(model=model, kind=meta.kind)
+        return _Base(model=model, kind=card.model_kind)
 
-    def _add_adapter(self, base: _Base, name: str, folder: Path, meta: ModelMeta) -> None:
+    def _add_adapter(self, base: _Base, name: str, folder: Path, card: ModelCard) -> None:
         from peft import PeftModel
 
         from forge.modeling.loading import load_tokenizer
@@ -184,7 +185,7 @@ class AdapterCache:
                     base.peft.load_adapter(str(folder), adapter_name=slot)  # inactive until set_adapter
                 base.slots[slot] = layout
                 base.occupant[slot] = name
-            base.adapters[name] = _Adapter(tokenizer, meta.task, folder, slot)
+            base.adapters[name] = _Adapter(tokenizer, card.task, folder, slot)
 
     @staticmethod
     def _activate(base: _Base, name: str, adapter: _Adapter) -> None:

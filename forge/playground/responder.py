@@ -6,7 +6,6 @@ never in the API process. It prompts through `forge.modeling.prompts`, as traini
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from forge.modeling.generation import generate_texts
 from forge.modeling.loading import ModelKind, load_model, load_tokenizer
+from forge.modeling.model_card import ModelCard
 from forge.modeling.prompts import causal_prompt, prompt_for
 from forge.modeling.qa_spans import WINDOW_TOKENS, answer_questions
 from forge.schemas import GenerateRequest
@@ -27,33 +27,23 @@ class LoadedModel:
     kind: ModelKind
 
 
-@dataclass(frozen=True)
-class ModelMeta:
-    """What a trained model's forge.json says about how to load it."""
-
-    task: str
-    kind: ModelKind
-    base_model_source: str
-
-
-def read_model_meta(model_dir: Path) -> ModelMeta:
-    """The folder's forge.json; FileNotFoundError unless it holds a safetensors adapter."""
-    meta = json.loads((model_dir / "forge.json").read_text())
+def read_model_meta(model_dir: Path) -> ModelCard:
+    """The folder's model card; FileNotFoundError unless the folder holds a safetensors adapter."""
     if not (model_dir / "adapter_model.safetensors").is_file():
         # PEFT would fall back to a pickled adapter_model.bin; we only ever write safetensors.
         raise FileNotFoundError(f"{model_dir} has no adapter_model.safetensors")
-    return ModelMeta(meta["task"], meta.get("model_kind", "causal-lm"), meta["base_model_source"])
+    return ModelCard.read(model_dir)
 
 
 def load_trained_model(model_dir: Path, builtin_dir: Path, *, trust_remote_code: bool = False) -> LoadedModel:
     """One trained model on a base of its own (the playground shares bases: adapter_cache)."""
     from peft import PeftModel
 
-    meta = read_model_meta(model_dir)
-    base = load_model(meta.kind, meta.base_model_source, builtin_dir, trust_remote_code=trust_remote_code)
+    card = read_model_meta(model_dir)
+    base = load_model(card.model_kind, card.base_model_source, builtin_dir, trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(base, str(model_dir)).eval()
     tokenizer = load_tokenizer(str(model_dir), builtin_dir, trust_remote_code=trust_remote_code)
-    return LoadedModel(model, tokenizer, meta.task, meta.kind)
+    return LoadedModel(model, tokenizer, card.task, card.model_kind)
 
 
 def load_base_model(
@@ -65,10 +55,11 @@ def load_base_model(
     return LoadedModel(model, tokenizer, task, kind)
 
 
-def _prompt(loaded: LoadedModel, text: str) -> str:
-    if loaded.kind == "seq2seq-lm":
-        return prompt_for(loaded.task, text, seq2seq=True)
-    return causal_prompt(loaded.task, text, loaded.tokenizer)
+def prompt_text(kind: ModelKind, task: str, text: str, tokenizer: Any) -> str:
+    """The prompt a generative model of `kind`, trained for `task`, is sent for the user's `text`."""
+    if kind == "seq2seq-lm":
+        return prompt_for(task, text, seq2seq=True)
+    return causal_prompt(task, text, tokenizer)
 
 
 def respond(loaded: LoadedModel, request: GenerateRequest) -> dict[str, Any]:
@@ -80,8 +71,9 @@ def respond(loaded: LoadedModel, request: GenerateRequest) -> dict[str, Any]:
         tokens = len(loaded.tokenizer(span.text, add_special_tokens=False)["input_ids"]) if span.text else 0
         result: dict[str, Any] = {"generated_text": span.text, "tokens_generated": tokens, "score": span.score}
     else:
+        prompt = prompt_text(loaded.kind, loaded.task, request.prompt, loaded.tokenizer)
         output = generate_texts(
-            loaded.model, loaded.tokenizer, [_prompt(loaded, request.prompt)],
+            loaded.model, loaded.tokenizer, [prompt],
             max_new_tokens=request.max_new_tokens, temperature=request.temperature, top_p=request.top_p,
             seq2seq=loaded.kind == "seq2seq-lm",
         )[0]

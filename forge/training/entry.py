@@ -11,7 +11,6 @@ unsloth must be imported before transformers, TRL and PEFT for its patches to ap
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from forge import catalog
 from forge.errors import one_line
+from forge.modeling.model_card import ModelCard
 from forge.storage import is_uri, publish_folder
 from forge.training.checkpoints import (
     CheckpointStore,
@@ -128,7 +128,7 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
 
 
 def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scratch: Path) -> None:
-    """Write adapter, tokenizer and forge.json to spec.output_dir (a path or a storage URI), atomically."""
+    """Write adapter, tokenizer and model card to spec.output_dir (a path or a storage URI), atomically."""
     import sys
 
     import peft
@@ -144,22 +144,21 @@ def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scr
     result.tokenizer.save_pretrained(partial)
     for name, folder in result.extra_dirs.items():
         shutil.copytree(folder, partial / name)
-    meta = {
-        "job_id": spec.job_id,
-        "task": spec.request.task,
-        "strategy": spec.request.strategy,
-        "model_kind": result.model_kind,
-        "base_model": spec.request.model_name,
-        "base_model_source": spec.model_source,
-        "request": spec.request.model_dump(mode="json"),
-        "options": spec.options.model_dump(mode="json"),
-        "metrics": metrics,
-        "versions": {"transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__,
-                     "unsloth": getattr(sys.modules.get("unsloth"), "__version__", None)},
+    ModelCard(
+        job_id=spec.job_id,
+        task=spec.request.task,
+        strategy=spec.request.strategy,
+        model_kind=result.model_kind,
+        base_model=spec.request.model_name,
+        base_model_source=spec.model_source,
+        request=spec.request.model_dump(mode="json"),
+        options=spec.options.model_dump(mode="json"),
+        metrics=metrics,
+        versions={"transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__,
+                  "unsloth": getattr(sys.modules.get("unsloth"), "__version__", None)},
         # Which libraries this training process had loaded: provider huggingface never loads unsloth.
-        "unsloth_imported": "unsloth" in sys.modules,
-    }
-    (partial / "forge.json").write_text(json.dumps(meta, indent=2))
+        unsloth_imported="unsloth" in sys.modules,
+    ).write(partial)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     if remote:

@@ -1,9 +1,8 @@
-"""Evaluation metrics computed on eval splits: SQuAD exact match / token F1 and ROUGE-1/2/L.
+"""A trained model's scores on its task's eval split: SQuAD exact match / token F1, ROUGE-1/2/L.
 
-Pure Python (stdlib only) so the API process can score generations without
-importing numpy or torch. SQuAD metrics follow the official v1.1 evaluation
-script (normalisation, max over references, corpus scores as percentages);
-ROUGE follows `rouge_score` without stemming and reports F1 in [0, 1].
+SQuAD metrics are ours, in pure Python, and follow the official v1.1 evaluation
+script (normalisation, max over references, corpus scores as percentages). ROUGE
+comes from the `rouge_score` library, without stemming, as F1 in [0, 1].
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Sequence
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 def normalize_answer(text: str) -> str:
@@ -82,56 +80,17 @@ def squad_scores(
     return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
 
 
-def _rouge_tokens(text: str) -> list[str]:
-    return _NON_ALNUM.sub(" ", text.lower()).split()
-
-
-def _ngrams(tokens: list[str], n: int) -> Counter[tuple[str, ...]]:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-
-
-def rouge_n(prediction: str, reference: str, n: int) -> float:
-    """ROUGE-N F1 on n-gram multiset overlap, each count clipped to the other side's."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    pred, ref = _ngrams(_rouge_tokens(prediction), n), _ngrams(_rouge_tokens(reference), n)
-    # No n-grams on either side (empty text, or shorter than n) scores 0.0, even when
-    # both are empty: there is nothing to match, and this is what rouge_score reports.
-    if not pred or not ref:
-        return 0.0
-    overlap = sum((pred & ref).values())
-    return _f1(overlap, sum(pred.values()), sum(ref.values()))
-
-
-def _lcs_length(a: list[str], b: list[str]) -> int:
-    if len(a) < len(b):
-        a, b = b, a  # keep the DP row as long as the shorter sequence
-    row = [0] * (len(b) + 1)
-    for x in a:
-        diagonal = 0  # row[j-1] of the previous row
-        for j, y in enumerate(b, start=1):
-            above = row[j]
-            row[j] = diagonal + 1 if x == y else max(above, row[j - 1])
-            diagonal = above
-    return row[-1]
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 from the longest common subsequence of tokens."""
-    pred, ref = _rouge_tokens(prediction), _rouge_tokens(reference)
-    # Empty on either side (both included) scores 0.0, as in rouge_n.
-    if not pred or not ref:
-        return 0.0
-    return _f1(_lcs_length(pred, ref), len(pred), len(ref))
-
-
 def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 over prediction/reference pairs, each in [0, 1]."""
+    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 over prediction/reference pairs, each in [0, 1].
+
+    Computed by Google's `rouge_score` (the reference implementation), without stemming.
+    """
+    # Imported here: it brings nltk and numpy, which importing this module must not.
+    from rouge_score.rouge_scorer import RougeScorer
+
     _check_pairs(predictions, references)
-    n = len(predictions)
-    pairs = list(zip(predictions, references))
-    return {
-        "rouge1": sum(rouge_n(p, r, 1) for p, r in pairs) / n,
-        "rouge2": sum(rouge_n(p, r, 2) for p, r in pairs) / n,
-        "rougeL": sum(rouge_l(p, r) for p, r in pairs) / n,
-    }
+    kinds = ("rouge1", "rouge2", "rougeL")
+    scorer = RougeScorer(list(kinds), use_stemmer=False)
+    pairs = [scorer.score(reference, prediction) for prediction, reference in zip(predictions, references)]
+    # float(): rouge_score gives an int 0 for an empty text's ROUGE-L.
+    return {kind: float(sum(pair[kind].fmeasure for pair in pairs) / len(pairs)) for kind in kinds}

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from forge.builtin import ensure_builtin
-from forge.playground.responder import load_trained_model
 from forge.modeling.loading import load_model, load_tokenizer
+from forge.modeling.model_card import ModelCard
+from forge.playground.responder import load_trained_model
 
 
 class _TouchOnUnpickle:
@@ -88,8 +89,8 @@ def test_a_trained_model_whose_adapter_is_a_pickle_is_not_loaded(tmp_path: Path,
     marker = tmp_path / "adapter-pickle-ran"
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "forge.json").write_text(json.dumps({"model_kind": "causal-lm", "task": "text-generation",
-                                                   "base_model_source": "forge/tiny-llama"}))
+    ModelCard(job_id="train_1", task="text-generation", base_model="forge/tiny-llama",
+              base_model_source="forge/tiny-llama", request={}, options={}, metrics={}, versions={}).write(folder)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
                                                             "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))
     (folder / "adapter_model.bin").write_bytes(pickle.dumps(_TouchOnUnpickle(marker)))

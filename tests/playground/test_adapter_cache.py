@@ -10,15 +10,15 @@ of its own.
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from forge.playground.adapter_cache import AdapterCache, adapter_layout
 from forge.builtin import ensure_builtin
+from forge.modeling.model_card import ModelCard
+from forge.playground.adapter_cache import AdapterCache, adapter_layout
 from forge.playground.responder import load_trained_model, respond
 from forge.schemas import GenerateRequest
 
@@ -38,8 +38,8 @@ def _adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets:
                            LoraConfig(**{"r": 4, "target_modules": targets, "init_lora_weights": False, **lora}))
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
-    (folder / "forge.json").write_text(json.dumps({"task": "text-generation", "model_kind": "causal-lm",
-                                                   "base_model_source": base_source}))
+    ModelCard(job_id=f"train_{seed}", task="text-generation", model_kind="causal-lm", base_model=base_source,
+              base_model_source=base_source, request={}, options={}, metrics={}, versions={}).write(folder)
     return folder
 
 
