@@ -40,16 +40,17 @@ def child(provider: str, steps: int, builtin_dir: str) -> None:
     from forge.training.spec import JobSpec
     from forge.modeling.prompts import causal_example
     from forge.training.entry import run_training
+    from forge.training.manager_link import ProgressUpdate, WorkerEvent
 
     class Silent:
-        def progress(self, update: dict) -> None: ...
+        def progress(self, update: ProgressUpdate) -> None: ...
 
         def flush(self) -> None: ...
 
         def stop_requested(self) -> bool:
             return False
 
-        def event(self, kind: str, data: dict) -> None: ...
+        def event(self, event: WorkerEvent) -> None: ...
 
     request = TrainingRequest(**REQUEST, provider=provider, max_steps=steps)
     options, _ = resolve_options(request, Hardware(cpus=os.cpu_count() or 1))

@@ -172,7 +172,7 @@ class ApiIngress:
 
     @app.post("/api/start_training", response_model=StartTrainingResponse)
     async def start_training(self, body: TrainingRequest) -> StartTrainingResponse:
-        started = await self.manager.start_training.remote(body.model_dump(mode="json", exclude_unset=True))
+        started = await self.manager.start_training.remote(body)
         return StartTrainingResponse(**started)
 
     @app.get("/api/training_status", response_model=TrainingStatus)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from pydantic import BaseModel
 
-from forge.schemas import utc_iso
+from forge.schemas import JobProgress, JobStatus, utc_iso
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -80,23 +80,15 @@ class DatasetRecord(BaseModel):
     uploaded_at: str
 
 
-class JobRecord(BaseModel):
+class JobRecord(JobProgress):
+    """A row of the jobs table: the job's progress plus what only the registry keeps."""
+
     job_id: str
-    status: str
+    status: JobStatus
     request: dict[str, Any]
     created_at: str
     updated_at: str
     finished_at: Optional[str] = None
-    message: Optional[str] = None
-    progress: float = 0.0
-    current_epoch: float = 0
-    total_epochs: int = 0
-    current_step: int = 0
-    total_steps: int = 0
-    loss: Optional[float] = None
-    learning_rate: Optional[float] = None
-    eval_loss: Optional[float] = None
-    model_id: Optional[int] = None
 
 
 class JobEvent(BaseModel):

@@ -126,23 +126,27 @@ class StartTrainingResponse(BaseModel):
     message: str
 
 
-class TrainingStatus(BaseModel):
-    """Body of GET /api/training_status and of every /ws/training message."""
+class JobProgress(BaseModel):
+    """Where a job stands: the fields the REST status shows and the registry's job row stores."""
 
-    job_id: Optional[str] = None
-    status: JobStatus = "idle"
-    progress: float = 0.0
-    current_epoch: float = 0
-    total_epochs: int = 0
-    current_step: int = 0
-    total_steps: int = 0
-    loss: Optional[float] = None
-    learning_rate: Optional[float] = None
-    eval_loss: Optional[float] = None
-    message: Optional[str] = None
-    model_id: Optional[int] = None
-    created_at: Optional[str] = None
-    updated_at: Optional[str] = None
+    job_id: Optional[str] = Field(None, description="The job, `train_<hex>`; absent before any job ran.")
+    status: JobStatus = Field("idle", description="The job's state.")
+    progress: float = Field(0.0, description="Percent done, 0-100, never backwards; 100 once the model is registered.")
+    current_epoch: float = Field(0, description="Epochs done so far (fractional).")
+    total_epochs: int = Field(0, description="Epochs the job trains.")
+    current_step: int = Field(0, description="Optimizer steps done so far.")
+    total_steps: int = Field(0, description="Optimizer steps the job takes in all.")
+    loss: Optional[float] = Field(None, description="Latest training loss.")
+    learning_rate: Optional[float] = Field(None, description="Latest learning rate.")
+    eval_loss: Optional[float] = Field(None, description="Latest evaluation loss.")
+    message: Optional[str] = Field(None, description="What is happening, or why the job ended as it did.")
+    model_id: Optional[int] = Field(None, description="The registered model, once the job completed.")
+    created_at: Optional[str] = Field(None, description="When the job was created (ISO 8601 UTC).")
+    updated_at: Optional[str] = Field(None, description="When the job last changed (ISO 8601 UTC).")
+
+
+class TrainingStatus(JobProgress):
+    """Body of GET /api/training_status and of every /ws/training message."""
 
 
 class StopTrainingResponse(BaseModel):

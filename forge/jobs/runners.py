@@ -1,4 +1,4 @@
-"""One Ray actor per job that runs the job's TorchTrainer.fit().
+"""One Ray actor per job that runs the job's TorchTrainer.fit(), and the pool that hands them out.
 
 `fit()` blocks, so it must not run on the manager's event loop. A dedicated
 runner actor (0 CPUs) gives a clean hard stop: `ray.kill(runner)` takes the
@@ -8,14 +8,24 @@ normal finish too, which avoids Train's leaked-controller trap.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import ray
+
+from forge.settings import RAY_NAMESPACE, Settings
 
 # Light: the training stack (torch, transformers, PEFT, TRL: ~5 s of imports) loads in the
 # workers, when these entry points run, never in the runner that hands them to Ray Train.
 from forge.training.entry import train_worker_huggingface, train_worker_unsloth
+from forge.training.spec import JobSpec
+
+if TYPE_CHECKING:
+    from forge.jobs.tracker import ActiveJob
+
+log = logging.getLogger(__name__)
 
 RUNNER_ENV = {
     # Train V2 patches print() into the logger; TRL's dataset fingerprinting then
@@ -25,6 +35,8 @@ RUNNER_ENV = {
     # 2 s by default, per checkpoint.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
+# The huggingface provider's runner environment, the one a spare runner is started in.
+_HUGGINGFACE_RUNNER_ENV: dict[str, Any] = {"env_vars": RUNNER_ENV}
 
 
 def worker_resources(use_gpu: bool, extra: dict[str, float]) -> Optional[dict[str, float]]:
@@ -44,15 +56,13 @@ class JobRunner:
         """
         from ray.train.torch import TorchTrainer  # noqa: F401
 
-    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def run(self, job: JobSpec) -> dict[str, Any]:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
         from forge.builtin import ensure_builtin, is_builtin
         from forge.storage import open_filesystem
-        from forge.training.spec import JobSpec
 
-        job = JobSpec.model_validate(spec)
         if is_builtin(job.model_source):
             # Built here, before any worker starts: transformers writes no weights from a
             # process whose torch.distributed rank is not 0, so a worker must never build it.
@@ -64,7 +74,8 @@ class JobRunner:
         runs_filesystem, runs_path = open_filesystem(job.runs_dir)
         trainer = TorchTrainer(
             train_loop,
-            train_loop_config=spec,
+            # The spec rides in a dict: Ray Train's run record expects a mapping (the dashboard shows it).
+            train_loop_config={"spec": job},
             scaling_config=ScalingConfig(
                 num_workers=job.request.num_workers, use_gpu=job.options.use_gpu,
                 resources_per_worker=worker_resources(job.options.use_gpu, job.worker_resources),
@@ -84,3 +95,50 @@ class JobRunner:
         if result.error is not None:
             raise result.error
         return result.return_value or {}
+
+
+class RunnerPool:
+    """Hands each job a runner in its provider's environment, keeps one spare warm, kills runners."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # A JobRunner started and warmed ahead for the next huggingface job, with its warm-up call.
+        self._spare: Optional[tuple[Any, Any]] = None
+
+    async def runner_for(self, job: ActiveJob) -> Any:
+        """The job's runner (also set on `job.runner` at once, so a hard stop can kill it while it warms up)."""
+        assert job.spec is not None
+        runtime_env = self.runtime_env(job.spec)
+        if self._spare is not None and runtime_env == _HUGGINGFACE_RUNNER_ENV:
+            (job.runner, warming), self._spare = self._spare, None
+            try:
+                await warming
+                return job.runner
+            except ray.exceptions.RayActorError:
+                if job.stop_requested:  # killed by a hard stop while it warmed up
+                    raise
+                log.warning("the spare job runner was lost; starting a new one for %s", job.record.job_id)
+        job.runner = JobRunner.options(
+            name=f"runner-{job.record.job_id}", namespace=RAY_NAMESPACE, runtime_env=runtime_env
+        ).remote()
+        return job.runner
+
+    def keep_a_spare(self) -> None:
+        """Start a runner for the next job now, while nothing waits for it (after a job, not during one)."""
+        if self.settings.spare_runner and self._spare is None:
+            # Named for its manager (the job id is not known yet): several services may share a cluster.
+            name = f"{self.settings.manager_name}-runner-{secrets.token_hex(4)}"
+            runner = JobRunner.options(name=name, namespace=RAY_NAMESPACE, runtime_env=_HUGGINGFACE_RUNNER_ENV).remote()
+            self._spare = (runner, runner.warm.remote())
+
+    def runtime_env(self, spec: JobSpec) -> dict[str, Any]:
+        """The runner's environment; Ray Train's controller and workers inherit it."""
+        if spec.request.provider == "unsloth":
+            return {**_HUGGINGFACE_RUNNER_ENV, "py_executable": str(self.settings.unsloth_python)}
+        return dict(_HUGGINGFACE_RUNNER_ENV)
+
+    @staticmethod
+    def kill(runner: Any) -> None:
+        """End a runner and the Train run under it, for good (no actor restart)."""
+        if runner is not None:
+            ray.kill(runner, no_restart=True)

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from forge.schemas import utc_iso
 from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, CheckpointStore, checkpoint_name, save_every
-from forge.training.manager_link import JobLink
+from forge.training.manager_link import JobLink, ProgressUpdate
 
 
 class ProgressCallback(TrainerCallback):
@@ -36,13 +36,13 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.is_main:
-            self.link.progress(self._steps(state))
+            self.link.progress(ProgressUpdate(**self._steps(state)))
 
     def on_step_end(self, args, state, control, **kwargs):
         # A step about to be logged is reported once, by on_log, with its loss: one message
         # per step rather than two (each costs the training thread and the manager a little).
         if self.is_main and not control.should_log:
-            self.link.progress({**self._steps(state), "current_epoch": state.epoch or 0})
+            self.link.progress(ProgressUpdate(**self._steps(state), current_epoch=state.epoch or 0))
         if self._agree_on_stop():
             self.stopped = True
             control.should_training_stop = True
@@ -58,7 +58,7 @@ class ProgressCallback(TrainerCallback):
         # When this step's log was written (the worker's clock): with num_tokens (TRL's running
         # count of train tokens, all ranks together) the history gives the job's tokens/s.
         update["logged_at"] = utc_iso()
-        self.link.progress(update)
+        self.link.progress(ProgressUpdate(**update))
 
     def _agree_on_stop(self) -> bool:
         # Under DDP every rank must leave the loop at the same step, or the next

@@ -28,7 +28,7 @@ from forge.training.checkpoints import (
     RayTrainCheckpoints,
     read_meta,
 )
-from forge.training.manager_link import JobLink, ManagerLink
+from forge.training.manager_link import JobLink, ManagerLink, ProgressUpdate, WorkerEvent
 from forge.training.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -63,9 +63,10 @@ def train_worker_unsloth(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """One worker's run of the job; `config["spec"]` is the `JobSpec`, as the runner holds it."""
     import ray.train
 
-    spec = JobSpec.model_validate(config)
+    spec: JobSpec = config["spec"]
     context = ray.train.get_context()
     if context.get_world_size() == 1:
         leave_single_process_unwrapped()
@@ -78,7 +79,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
                                 checkpoints=RayTrainCheckpoints(Path(download)))
     except Exception as error:
         # The manager fails the job at once; only lost processes make Ray Train restart the group.
-        link.event("error", {"message": one_line(error)})
+        link.event(WorkerEvent(kind="error", data={"message": one_line(error)}))
         raise
 
 
@@ -107,7 +108,8 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
     checkpoints = checkpoints or NoCheckpoints()
     if is_main:
         latest = checkpoints.latest()
-        link.event("workers_started", {"resumed_step": read_meta(latest)["job_step"] if latest else None})
+        link.event(WorkerEvent(kind="workers_started",
+                               data={"resumed_step": read_meta(latest)["job_step"] if latest else None}))
     with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-") as scratch:
         started = time.monotonic()
         context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch), checkpoints=checkpoints)
@@ -121,7 +123,7 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
                    "train_loop_s": round(context.train_seconds, 3)}
         if is_main:
             if metrics.get("eval_loss") is not None:
-                link.progress({"eval_loss": metrics["eval_loss"]})
+                link.progress(ProgressUpdate(eval_loss=metrics["eval_loss"]))
                 link.flush()
             save_model(result, spec, metrics, Path(scratch))
     return {"stopped": False, "metrics": metrics}

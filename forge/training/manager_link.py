@@ -8,15 +8,39 @@ Nothing heavy is imported here: the entry point's module imports it.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Literal, Optional, Protocol
+
+from pydantic import BaseModel, Field
 
 from forge.training.spec import JobSpec
+
+
+class ProgressUpdate(BaseModel):
+    """What rank 0 reports after a step, a log or an evaluation; a report carries only what it knows."""
+
+    current_step: Optional[int] = Field(None, description="The job's step (across stages of a multi-stage job).")
+    total_steps: Optional[int] = Field(None, description="Steps the whole job takes.")
+    current_epoch: Optional[float] = Field(None, description="Epochs done so far (fractional).")
+    loss: Optional[float] = Field(None, description="Training loss logged at this step.")
+    learning_rate: Optional[float] = Field(None, description="Learning rate at this step.")
+    eval_loss: Optional[float] = Field(None, description="Evaluation loss, when an evaluation ran.")
+    grad_norm: Optional[float] = Field(None, description="Gradient norm logged at this step.")
+    num_tokens: Optional[float] = Field(None, description="TRL's running count of train tokens, all ranks together.")
+    logged_at: Optional[str] = Field(None, description="When the step was logged (the worker's clock, ISO 8601 UTC).")
+
+
+class WorkerEvent(BaseModel):
+    """Something the job's history should show, or that ends the job (an error in the training code)."""
+
+    kind: Literal["workers_started", "checkpoint", "error"] = Field(
+        description="workers_started (data: resumed_step), checkpoint (data: step, stage) or error (data: message).")
+    data: dict[str, Any] = Field(default_factory=dict, description="The event's details, by kind.")
 
 
 class JobLink(Protocol):
     """The worker's line to whoever owns the job (the TrainingManager under Ray)."""
 
-    def progress(self, update: dict[str, Any]) -> None:
+    def progress(self, update: ProgressUpdate) -> None:
         """A step's numbers; the link may hold them back briefly and send several at once."""
         ...
 
@@ -26,8 +50,8 @@ class JobLink(Protocol):
 
     def stop_requested(self) -> bool: ...
 
-    def event(self, kind: str, data: dict[str, Any]) -> None:
-        """Something the job's history should show: `workers_started`, `checkpoint`."""
+    def event(self, event: WorkerEvent) -> None:
+        """Something the job's history should show (`workers_started`, `checkpoint`), or an error."""
         ...
 
 
@@ -52,10 +76,10 @@ class ManagerLink:
         self._stop = False
         self._stop_reply: Any = None  # the manager's answer, still on its way
         self._asked_at = float("-inf")
-        self._unsent: list[dict[str, Any]] = []
+        self._unsent: list[ProgressUpdate] = []
         self._sent_at = float("-inf")
 
-    def progress(self, update: dict[str, Any]) -> None:
+    def progress(self, update: ProgressUpdate) -> None:
         self._unsent.append(update)
         if time.monotonic() - self._sent_at >= self.REPORT_EVERY_S:
             self.flush()
@@ -84,9 +108,9 @@ class ManagerLink:
             self._stop_reply = None
         return self._stop
 
-    def event(self, kind: str, data: dict[str, Any]) -> None:
+    def event(self, event: WorkerEvent) -> None:
         self.flush()  # the steps before the event reach the manager before it
         try:
-            self._manager.record_worker_event.remote(self._job_id, kind, data)  # fire-and-forget
+            self._manager.record_worker_event.remote(self._job_id, event)  # fire-and-forget
         except Exception:
             pass

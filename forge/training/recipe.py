@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 from forge.datasets import read_examples
 from forge.storage import local_file
 from forge.training.checkpoints import TRAINER_FOLDER, CheckpointStore, NoCheckpoints, read_meta
-from forge.training.manager_link import JobLink
+from forge.training.manager_link import JobLink, WorkerEvent
 from forge.training.spec import JobSpec
 
 # Example splits and sampling are seeded so a job is reproducible.
@@ -99,7 +99,8 @@ class RecipeContext:
         trainer.add_callback(CheckpointCallback(
             self.checkpoints, stage=stage, is_main=self.is_main, save_steps=self.request.save_steps,
             step_offset=step_offset, extras=extras,
-            on_saved=lambda job_step: self.link.event("checkpoint", {"step": job_step, "stage": stage}),
+            on_saved=lambda job_step: self.link.event(
+                WorkerEvent(kind="checkpoint", data={"step": job_step, "stage": stage})),
         ))
         # Progress goes to the manager; the console printer only adds log noise.
         trainer.remove_callback(PrinterCallback)

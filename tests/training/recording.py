@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.schemas import TrainingRequest
+from forge.training.manager_link import ProgressUpdate, WorkerEvent
 from forge.training.options import Hardware, resolve_options
 from forge.training.spec import JobSpec
 
@@ -24,8 +25,9 @@ class RecordingLink:
         self.stop_after_step = stop_after_step
         self._questions = 0
 
-    def progress(self, update: dict) -> None:
-        self.updates.append(update)
+    def progress(self, update: ProgressUpdate) -> None:
+        # Kept as the fields the worker set, so tests read `u["loss"]` and `"loss" in u`.
+        self.updates.append(update.model_dump(exclude_none=True))
 
     def flush(self) -> None:
         pass  # nothing is held back
@@ -35,8 +37,8 @@ class RecordingLink:
         self._questions += 1
         return self.stop_after_step is not None and self._questions >= self.stop_after_step
 
-    def event(self, kind: str, data: dict) -> None:
-        self.events.append((kind, data))
+    def event(self, event: WorkerEvent) -> None:
+        self.events.append((event.kind, event.data))
 
     def steps(self) -> list[int]:
         return [u["current_step"] for u in self.updates if "current_step" in u]

@@ -1,0 +1,117 @@
+"""Admission: everything that can refuse a job with a 4xx, checked before anything is written.
+
+Capability, capacity, the dataset (where it is, and whether its rows fit the task),
+the model, and whether the job fits the hardware. The hardware is an input: the
+manager reads the cluster's resources, tests pass any `Hardware` they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
+
+from pydantic import BaseModel, Field
+
+from forge import catalog
+from forge.datasets import validate_jsonl
+from forge.errors import BadRequest, Conflict
+from forge.registry import Registry
+from forge.schemas import TrainingRequest
+from forge.settings import RAY_NAMESPACE, Settings
+from forge.sources import resolve_dataset_path, resolve_model_source
+from forge.storage import Storage
+from forge.training.options import Hardware, ResolvedOptions, resolve_options
+from forge.training.spec import JobSpec
+from forge.unsloth_env import ProviderStatus
+
+# For requests that do not use unsloth: its probe is not worth waiting for.
+UNSLOTH_NOT_ASKED = ProviderStatus(available=False, detail="not probed")
+_FORMAT_FIELDS_HINT = (
+    "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer"
+)
+
+
+class PreparedJob(BaseModel):
+    """An admitted request with everything its launch needs."""
+
+    request: TrainingRequest = Field(description="The request as the user sent it.")
+    options: ResolvedOptions = Field(description="What the worker uses, after hardware substitutions.")
+    notes: list[str] = Field(description="Every substitution made, as a sentence for the job's events.")
+    model_source: str = Field(description="A built-in name, a local directory or a Hub id.")
+    dataset_location: str = Field(description="A path, or a URI in FORGE_STORAGE.")
+    dataset_format: str = Field(description="pairs | chat | preference | qa: how the worker reads the rows.")
+
+
+class Admission:
+    """Checks a training request against the service's capabilities, capacity, data and hardware."""
+
+    def __init__(self, settings: Settings, storage: Storage, registry: Registry,
+                 unsloth_status: Callable[[], Awaitable[ProviderStatus]]) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.registry = registry
+        self._unsloth_status = unsloth_status
+
+    def check_capacity(self, running: Collection[str]) -> None:
+        """409 when `running` (the active job ids) already fills FORGE_MAX_CONCURRENT_JOBS."""
+        if len(running) >= self.settings.max_concurrent_jobs:
+            raise Conflict(
+                f"training already in progress ({', '.join(sorted(running))}); at most "
+                f"{self.settings.max_concurrent_jobs} job(s) run at once — stop it or wait for it to finish"
+            )
+
+    async def prepare(self, request: TrainingRequest, hardware: Hardware, running: Collection[str]) -> PreparedJob:
+        """The request admitted, or the 4xx that refuses it."""
+        catalog.check_supported(request, await self._unsloth_status() if request.provider == "unsloth"
+                                else UNSLOTH_NOT_ASKED)
+        self.check_capacity(running)
+        dataset_location, dataset_format = await self.resolve_dataset(request)
+        model_source = await asyncio.to_thread(resolve_model_source, request.model_name)
+        if not hardware.has_gpu and request.num_workers > max(1, int(hardware.cpus)):
+            raise BadRequest(
+                f"num_workers={request.num_workers} needs {request.num_workers} CPUs; the cluster has {hardware.cpus:g}"
+            )
+        options, notes = resolve_options(request, hardware)
+        if request.provider == "unsloth" and not hardware.has_gpu:
+            notes.append("provider unsloth without a GPU runs Unsloth's CPU backend (it uses fused AdamW and "
+                         "turns packing off)")
+        return PreparedJob(request=request, options=options, notes=notes, model_source=model_source,
+                           dataset_location=dataset_location, dataset_format=dataset_format)
+
+    async def resolve_dataset(self, request: TrainingRequest) -> tuple[str, str]:
+        """Where the dataset is (a path or a storage URI) and its row format, checked against the job."""
+        record = self.registry.get_dataset(request.dataset)
+        if record is not None:
+            location = self.storage.uri(self.storage.dataset_path(record.filename))
+            row_format = record.format or "pairs"
+        else:
+            # A file under FORGE_DATASET_ROOTS: on a cluster, a folder mounted on every node.
+            path = resolve_dataset_path(request.dataset, self.settings.dataset_roots)
+            location = str(path)
+            report = await asyncio.to_thread(validate_jsonl, path, None)
+            if not report.valid:
+                raise BadRequest(
+                    f"dataset {request.dataset!r} is not a valid dataset",
+                    extra={"validation": report.model_dump()},
+                )
+            row_format = report.format or "pairs"
+        wanted = catalog.formats_for(request.task, request.strategy)
+        if row_format not in wanted:
+            raise BadRequest(
+                f"dataset {request.dataset!r} holds {row_format} rows; task {request.task!r} with strategy "
+                f"{request.strategy!r} trains on {' or '.join(wanted)} rows ({_FORMAT_FIELDS_HINT})"
+            )
+        return location, row_format
+
+    def job_spec(self, job_id: str, prepared: PreparedJob) -> JobSpec:
+        """The spec the job's run is a pure function of."""
+        return JobSpec(
+            job_id=job_id, request=prepared.request, options=prepared.options, model_source=prepared.model_source,
+            dataset_path=prepared.dataset_location, dataset_format=prepared.dataset_format,
+            output_dir=self.storage.uri(self.storage.staging_dir(job_id)),
+            builtin_dir=str(self.storage.builtin_dir), runs_dir=self.storage.uri(self.storage.runs_dir),
+            manager_name=self.settings.manager_name, namespace=RAY_NAMESPACE,
+            trust_remote_code=self.settings.trust_remote_code,
+            max_failures=self.settings.max_worker_failures,
+            worker_resources=self.settings.worker_resources,
+        )
