@@ -34,13 +34,13 @@ def child(provider: str, steps: int, builtin_dir: str) -> None:
     import resource
 
     from forge.datasets import read_examples
-    from forge.schemas import TrainingRequest
-    from forge.training.options import Hardware, resolve_options
     from forge.modeling.loading import load_tokenizer
-    from forge.training.spec import JobSpec
     from forge.modeling.prompts import causal_example
+    from forge.schemas import TrainingRequest
     from forge.training.entry import run_training
     from forge.training.manager_link import ProgressUpdate, WorkerEvent
+    from forge.training.options import Hardware, resolve_options
+    from forge.training.spec import JobSpec
 
     class Silent:
         def progress(self, update: ProgressUpdate) -> None: ...
