@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from support import SAMPLE_DATASET, free_port
+from support import SAMPLE_DATASET, free_port, wait_healthy
 
 from forge.client import ForgeClient
 
@@ -51,7 +51,10 @@ def main(workdir: Path) -> None:
         if not context.dashboard_url:
             raise SystemExit("the head node's dashboard did not start")
         port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # One proxy, on the head: the default (a proxy on every node with a replica) would put several
+        # proxies of these three simulated nodes on one port of this one machine, and a request could
+        # reach a worker node's proxy before it has learnt the app's routes (a 404).
+        serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
         from deployments.app import AppArgs, build_app
         from forge.settings import Settings
 
@@ -60,6 +63,7 @@ def main(workdir: Path) -> None:
         args = AppArgs(playground_max_replicas=1, playground_resources={"forge_playground": 1})
         serve.run(build_app(args, settings), name="modelforge", route_prefix="/")
         client = ForgeClient(f"http://127.0.0.1:{port}")
+        wait_healthy(client.url)
         client.upload(SAMPLE_DATASET, name="cluster.jsonl")
         job_id = client.start(task="text-generation", model_name="forge/tiny-llama", dataset="cluster.jsonl",
                               num_workers=2, max_steps=6, eval_split=0)["job_id"]
