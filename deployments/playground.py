@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import serve
 
 from forge.schemas import GenerateRequest
@@ -47,12 +48,17 @@ def _generation_threads() -> int:
 @serve.deployment
 class Playground:
     def __init__(self, settings: Settings) -> None:
+        from forge.modeling.placement import Accelerator, place
         from forge.playground.adapter_cache import AdapterCache
 
         self.settings = settings
         self.storage = Storage(settings)
+        # On a GPU when Ray gave this replica one (or a fraction of one: playground_num_gpus).
+        given_gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+        placement = place(Accelerator.detect(), wants_gpu=bool(given_gpus))
         self.models = AdapterCache(self.storage.builtin_dir, trust_remote_code=settings.trust_remote_code,
-                                   max_adapters=MAX_MODELS_PER_REPLICA, max_bases=MAX_BASES_PER_REPLICA)
+                                   max_adapters=MAX_MODELS_PER_REPLICA, max_bases=MAX_BASES_PER_REPLICA,
+                                   placement=placement)
         self._prepared = threading.Thread(target=_prepare_inference, args=(_generation_threads(),), daemon=True)
         self._prepared.start()
 

@@ -1,4 +1,4 @@
-"""Shared by every test directory: the built-in models' folder, and a loopback S3 endpoint.
+"""Shared by every test directory: the built-in models' folder, a model in Hub layout, and a loopback S3 endpoint.
 
 No S3 service can be reached from the machines this suite runs on, so the one fake
 the storage tests admit to is moto's standalone server: a real HTTP S3 API on
@@ -27,6 +27,45 @@ os.environ.update(S3_CREDENTIALS)
 def builtin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where in-process tests build the built-in tiny models: once per session, shared by every wing."""
     return tmp_path_factory.mktemp("builtin")
+
+
+# A chat template in the ChatML form Qwen2 checkpoints ship.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def hub_model_dir(builtin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local folder laid out like a real Hub checkpoint, loaded by path.
+
+    No Hub can be reached from here, so this stands in for a downloaded Qwen2-family
+    model: random weights of a real architecture saved in bfloat16 with
+    `save_pretrained` (config.json says so), and a tokenizer with a chat template, an
+    end-of-turn EOS token and no pad token, as many real checkpoints have.
+    """
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from forge.builtin import ensure_builtin
+
+    folder = tmp_path_factory.mktemp("hub") / "acme--qwen2-mini"
+    tokenizer = AutoTokenizer.from_pretrained(ensure_builtin("forge/tiny-llama", builtin_dir))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = None
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(config)
+    model.to(torch.bfloat16).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -248,6 +248,11 @@ class JobTracker:
             self._kill_runner(job)
         elif event.kind == "checkpoint":
             self.registry.add_event(job_id, "checkpoint", f"checkpoint saved at step {event.data.get('step')}")
+        elif event.kind == "setting":
+            # Every restarted or resumed worker group says it again; the job's history says it once.
+            message = str(event.data.get("message"))
+            if all(e.message != message for e in self.registry.events(job_id) if e.kind == "setting"):
+                self.registry.add_event(job_id, "setting", message)
         elif event.kind == "workers_started":
             self._workers_started(job, event.data.get("resumed_step"))
 

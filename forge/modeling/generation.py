@@ -42,9 +42,11 @@ def generate_texts(
     )
     budget = limit if seq2seq else max(1, limit - max_new_tokens)
     special = set(tokenizer.all_special_ids)
+    # Inputs go where the model is (a GPU replica's or worker's device; a quantized base's first layer).
+    device = next(model.parameters()).device
     results = []
     for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
         truncated = ids.shape[1] > budget
         if truncated:
             ids = ids[:, -budget:]

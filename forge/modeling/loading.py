@@ -8,9 +8,10 @@ transformers when called). What a job does to a model after loading it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from forge.builtin import BUILTIN_KINDS, ensure_builtin, is_builtin
+from forge.modeling.placement import CPU, Placement
 
 ModelKind = Literal["causal-lm", "seq2seq-lm", "question-answering", "sequence-classification"]
 
@@ -42,15 +43,21 @@ def _auto_class(kind: ModelKind):
     }[kind]
 
 
-def load_tokenizer(model_source: str, builtin_dir: Path, *, trust_remote_code: bool = False):
+def load_tokenizer(model_source: str, builtin_dir: Path, *, trust_remote_code: bool = False,
+                   notes: Optional[list[str]] = None):
+    """The model's tokenizer, with a pad token; `notes` receives a sentence for what was set on it."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(
         resolve_model_dir(model_source, builtin_dir), trust_remote_code=trust_remote_code
     )
     if tokenizer.pad_token is None:
-        # Batching needs a pad token; the EOS token is the usual stand-in.
+        # Batching needs a pad token; the EOS token is the usual stand-in (many Hub
+        # checkpoints, Llama's among them, ship without one).
         tokenizer.pad_token = tokenizer.eos_token
+        if notes is not None:
+            notes.append(f"the tokenizer has no pad token; padding with its end-of-sequence token "
+                         f"{tokenizer.eos_token!r}")
     return tokenizer
 
 
@@ -61,15 +68,25 @@ def load_model(
     *,
     trust_remote_code: bool = False,
     quantization: Any = None,
+    placement: Placement = CPU,
     **model_kwargs: Any,
 ):
-    """The base model of `kind`; `quantization` is a transformers quantization config, or None."""
+    """The base model of `kind` on `placement`'s device and in its dtype.
+
+    `quantization`: a transformers quantization config, or None. A quantized base is
+    placed while it loads (bitsandbytes quantizes on the device); any other is moved after.
+    """
+    placed = {"device_map": {"": placement.device}} if quantization is not None and placement.on_cuda else {}
     model = _auto_class(kind).from_pretrained(
         resolve_model_dir(model_source, builtin_dir),
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
         quantization_config=quantization,
+        dtype=placement.torch_dtype(),
+        **placed,
         **model_kwargs,
     )
+    if not placed and placement.on_cuda:
+        model = model.to(placement.device)
     return model
 

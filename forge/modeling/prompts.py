@@ -73,3 +73,8 @@ def preference_rows(task: str, rows: list[dict[str, Any]], tokenizer: Any) -> li
     """Preference pairs (dpo, rlhf) with the prompt formatted as the playground will format it."""
     return [{"prompt": causal_prompt(task, r["prompt"], tokenizer), "chosen": r["chosen"], "rejected": r["rejected"]}
             for r in rows]
+
+
+def pair_texts(pairs: Any) -> list[str]:
+    """Each preference pair's two full texts (prompt + chosen, prompt + rejected), as a trainer reads them."""
+    return [row["prompt"] + row[side] for row in pairs for side in ("chosen", "rejected")]

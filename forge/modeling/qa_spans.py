@@ -100,11 +100,12 @@ def answer_questions(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, 
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
     spans = []
     for row in rows:  # one example at a time: a long context alone may make many windows
         encoding = encode_windows(tokenizer, [row["question"]], [row["context"]], max_length=max_length,
                                   stride=STRIDE, pad=True)
-        inputs = {k: torch.tensor(encoding[k]) for k in ("input_ids", "attention_mask", "token_type_ids")
+        inputs = {k: torch.tensor(encoding[k], device=device) for k in ("input_ids", "attention_mask", "token_type_ids")
                   if k in encoding}
         with torch.inference_mode():
             output = model(**inputs)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from forge.modeling.model_card import ModelCard
+from forge.modeling.placement import CPU, Placement
 from forge.playground.responder import LoadedModel, read_model_meta, respond
 from forge.schemas import GenerateRequest
 
@@ -88,8 +89,10 @@ class AdapterCache:
     """Trained models by key (the model id), loaded as adapters onto shared base models."""
 
     def __init__(self, builtin_dir: Path, *, trust_remote_code: bool = False, max_adapters: int = MAX_ADAPTERS,
-                 max_bases: int = MAX_BASES) -> None:
+                 max_bases: int = MAX_BASES, placement: Placement = CPU) -> None:
         self.builtin_dir = builtin_dir
+        # Where bases load (a GPU replica's device, in the checkpoint's dtype): forge.modeling.placement.
+        self.placement = placement
         self.trust_remote_code = trust_remote_code
         self.max_adapters = max_adapters
         self.max_bases = max_bases
@@ -164,7 +167,7 @@ class AdapterCache:
         from forge.modeling.loading import load_model
 
         model = load_model(card.model_kind, card.base_model_source, self.builtin_dir,
-                           trust_remote_code=self.trust_remote_code).eval()
+                           trust_remote_code=self.trust_remote_code, placement=self.placement).eval()
         return _Base(model=model, kind=card.model_kind)
 
     def _add_adapter(self, base: _Base, name: str, folder: Path, card: ModelCard) -> None:
@@ -222,6 +225,15 @@ class AdapterCache:
         del self._bases[base_key]
         for key in [k for k, (b, _) in self._adapters.items() if b == base_key]:
             del self._adapters[key]
+        if self.placement.on_cuda:
+            # Hand the dropped base's memory back to the GPU (a training job may share it). A request
+            # still generating with it keeps it until it ends; the next drop returns it then.
+            import gc
+
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()
 
     @staticmethod
     def _remove_adapter(base: _Base, name: str) -> None:

@@ -18,6 +18,22 @@ from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, Checkpoi
 from forge.training.manager_link import JobLink, ProgressUpdate
 
 
+def agree_on_stop(wanted: bool) -> bool:
+    """Rank 0's stop decision, on every rank.
+
+    Under DDP every rank must leave the loop at the same step, or the next all-reduce
+    hangs: rank 0 decides and broadcasts. The flag lives on the process group's device
+    (NCCL takes CUDA tensors only). A one-worker job broadcasts too: the call costs
+    nothing there, and it is the same call a multi-GPU job makes, so it is tested.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return wanted
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([1 if wanted else 0], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 class ProgressCallback(TrainerCallback):
     """Rank 0 reports each step and log; every rank stops at the same step on request."""
 
@@ -61,14 +77,7 @@ class ProgressCallback(TrainerCallback):
         self.link.progress(ProgressUpdate(**update))
 
     def _agree_on_stop(self) -> bool:
-        # Under DDP every rank must leave the loop at the same step, or the next
-        # all-reduce hangs: rank 0 decides and broadcasts its decision.
-        wanted = self.link.stop_requested() if self.is_main else False
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            flag = torch.tensor([1 if wanted else 0])
-            dist.broadcast(flag, src=0)
-            wanted = bool(flag.item())
-        return wanted
+        return agree_on_stop(self.link.stop_requested() if self.is_main else False)
 
 
 class CheckpointCallback(TrainerCallback):

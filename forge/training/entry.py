@@ -76,7 +76,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
             # After a worker-group restart (FailureConfig) or an explicit resume, Ray Train
             # hands every rank the run's latest checkpoint.
             return run_training(spec, link, is_main=context.get_world_rank() == 0,
-                                checkpoints=RayTrainCheckpoints(Path(download)))
+                                checkpoints=RayTrainCheckpoints(Path(download)), local_rank=context.get_local_rank())
     except Exception as error:
         # The manager fails the job at once; only lost processes make Ray Train restart the group.
         link.event(WorkerEvent(kind="error", data={"message": one_line(error)}))
@@ -101,7 +101,7 @@ def pick_recipe(spec: JobSpec) -> Recipe:
 
 
 def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
-                 checkpoints: CheckpointStore | None = None) -> dict[str, Any]:
+                 checkpoints: CheckpointStore | None = None, local_rank: int = 0) -> dict[str, Any]:
     from forge.training.recipe import RecipeContext
 
     recipe = pick_recipe(spec)
@@ -112,7 +112,8 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
                                data={"resumed_step": read_meta(latest)["job_step"] if latest else None}))
     with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-") as scratch:
         started = time.monotonic()
-        context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch), checkpoints=checkpoints)
+        context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch), checkpoints=checkpoints,
+                                local_rank=local_rank)
         try:
             result = recipe(context)
         finally:

@@ -32,8 +32,9 @@ class ProgressUpdate(BaseModel):
 class WorkerEvent(BaseModel):
     """Something the job's history should show, or that ends the job (an error in the training code)."""
 
-    kind: Literal["workers_started", "checkpoint", "error"] = Field(
-        description="workers_started (data: resumed_step), checkpoint (data: step, stage) or error (data: message).")
+    kind: Literal["workers_started", "checkpoint", "setting", "error"] = Field(
+        description="workers_started (data: resumed_step), checkpoint (data: step, stage), setting (data: "
+                    "message: a choice the worker made for the user) or error (data: message).")
     data: dict[str, Any] = Field(default_factory=dict, description="The event's details, by kind.")
 
 
@@ -51,7 +52,7 @@ class JobLink(Protocol):
     def stop_requested(self) -> bool: ...
 
     def event(self, event: WorkerEvent) -> None:
-        """Something the job's history should show (`workers_started`, `checkpoint`), or an error."""
+        """Something the job's history should show (`workers_started`, `checkpoint`, `setting`), or an error."""
         ...
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from forge.datasets import read_examples
+from forge.modeling.placement import Accelerator, Placement, place
 from forge.storage import local_file
 from forge.training.checkpoints import TRAINER_FOLDER, CheckpointStore, NoCheckpoints, read_meta
 from forge.training.manager_link import JobLink, WorkerEvent
@@ -30,8 +32,33 @@ class RecipeContext:
     is_main: bool
     scratch: Path
     checkpoints: CheckpointStore = field(default_factory=NoCheckpoints)
+    # The worker's rank on its node: which of the node's GPUs is its own.
+    local_rank: int = 0
     # Seconds spent inside trainer.train() (all stages), without loading and evaluation.
     train_seconds: float = 0.0
+    # max_seq_length as chosen from the data when the request left it open (trainer_args.max_length).
+    chosen_max_length: Optional[int] = None
+    _said: set[str] = field(default_factory=set)
+
+    @cached_property
+    def placement(self) -> Placement:
+        """Where this worker's models live and in which precision (forge.modeling.placement)."""
+        return place(Accelerator.detect(), wants_gpu=self.spec.options.use_gpu, local_rank=self.local_rank)
+
+    def say(self, message: str) -> None:
+        """Record a choice made for the user as a job event (once per job, from rank 0)."""
+        if self.is_main and message not in self._said:
+            self._said.add(message)
+            self.link.event(WorkerEvent(kind="setting", data={"message": message}))
+
+    def mixed_precision(self) -> tuple[bool, bool]:
+        """(fp16, bf16) for the trainers: the request's, or on a GPU the placement's when the request set neither."""
+        options, request = self.spec.options, self.request
+        if not self.placement.on_cuda or {"fp16", "bf16"} & request.model_fields_set:
+            return options.fp16, options.bf16
+        chosen = self.placement.mixed_precision
+        self.say(f"fp16/bf16 not set: training with {chosen} mixed precision on {self.placement.device}")
+        return chosen == "fp16", chosen == "bf16"
 
     @property
     def request(self):
@@ -50,7 +77,12 @@ class RecipeContext:
     def tokenizer(self):
         from forge.modeling.loading import load_tokenizer
 
-        return load_tokenizer(self.spec.model_source, self.builtin_dir, trust_remote_code=self.spec.trust_remote_code)
+        notes: list[str] = []
+        tokenizer = load_tokenizer(self.spec.model_source, self.builtin_dir,
+                                   trust_remote_code=self.spec.trust_remote_code, notes=notes)
+        for note in notes:
+            self.say(note)
+        return tokenizer
 
     def base_model(self, kind: str, *, keep_full_precision: tuple[str, ...] = (), **model_kwargs: Any):
         """The job's base model of `kind`, quantized (and prepared for k-bit training) when the strategy is qlora."""
@@ -58,8 +90,8 @@ class RecipeContext:
         from forge.training.quantization import prepare_for_training, quantization_config
 
         quantization = quantization_config(self.request, self.spec.options, keep_full_precision=keep_full_precision)
-        model = load_model(kind, self.spec.model_source, self.builtin_dir,
-                           trust_remote_code=self.spec.trust_remote_code, quantization=quantization, **model_kwargs)
+        model = load_model(kind, self.spec.model_source, self.builtin_dir, trust_remote_code=self.spec.trust_remote_code,
+                           quantization=quantization, placement=self.placement, **model_kwargs)
         return prepare_for_training(model) if quantization is not None else model
 
     def examples(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from forge.modeling.loading import resolve_model_dir
 from forge.training.recipe import SEED, RecipeContext
-from forge.training.trainer_args import max_length
+from forge.training.trainer_args import model_positions
 
 
 def load_for_training(ctx: RecipeContext) -> tuple[Any, Any]:
@@ -21,7 +21,9 @@ def load_for_training(ctx: RecipeContext) -> tuple[Any, Any]:
     spec, req, options = ctx.spec, ctx.request, ctx.spec.options
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=resolve_model_dir(spec.model_source, ctx.builtin_dir),
-        max_seq_length=max_length(ctx),
+        # The longest sequence Unsloth prepares the model for; the recipe's trainer sets the
+        # training limit (the request's, or one chosen from the data).
+        max_seq_length=ctx.request.max_seq_length or model_positions(ctx) or 2048,
         # On a CPU, float32 as for every other job (Unsloth would pick bfloat16 where the CPU has it);
         # on a GPU, Unsloth chooses.
         dtype=None if options.use_gpu else torch.float32,

@@ -48,11 +48,11 @@ class RecordingLink:
 
 
 def make_spec(tmp_path: Path, builtin_dir: Path, *, dataset: str = "text_generation", dataset_format: str = "pairs",
-              **fields) -> JobSpec:
-    request = TrainingRequest(model_name="forge/tiny-llama", dataset=dataset, **{"task": "text-generation", **fields})
-    options, _ = resolve_options(request, Hardware(cpus=2))
+              model_name: str = "forge/tiny-llama", hardware: Hardware = Hardware(cpus=2), **fields) -> JobSpec:
+    request = TrainingRequest(model_name=model_name, dataset=dataset, **{"task": "text-generation", **fields})
+    options, _ = resolve_options(request, hardware)
     return JobSpec(
-        job_id="train_recipe", request=request, options=options, model_source="forge/tiny-llama",
+        job_id="train_recipe", request=request, options=options, model_source=model_name,
         dataset_path=str(DATASETS / f"{dataset}.jsonl"), dataset_format=dataset_format,
         output_dir=str(tmp_path / "adapter"), builtin_dir=str(builtin_dir), runs_dir=str(tmp_path / "runs"),
         manager_name="unused", namespace="unused",

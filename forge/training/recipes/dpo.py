@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forge.modeling.prompts import preference_rows
+from forge.modeling.prompts import pair_texts, preference_rows
 from forge.training.loss_figures import loss_metrics
 from forge.training.providers import trainable_causal_lm
 from forge.training.recipe import RecipeContext, RecipeResult
@@ -26,7 +26,8 @@ def train_dpo(ctx: RecipeContext) -> RecipeResult:
     eval_set = Dataset.from_list(preference_rows(req.task, eval_rows, tokenizer)) if eval_rows else None
     trainer = DPOTrainer(
         model=model,
-        args=DPOConfig(**trainer_arguments(ctx, has_eval=eval_set is not None), max_length=max_length(ctx)),
+        args=DPOConfig(**trainer_arguments(ctx, has_eval=eval_set is not None),
+                       max_length=max_length(ctx, tokenizer, pair_texts(train_set))),
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,

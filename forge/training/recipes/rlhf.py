@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from forge.modeling.generation import generate_texts
-from forge.modeling.prompts import preference_rows
+from forge.modeling.prompts import pair_texts, preference_rows
 from forge.training.loss_figures import logged
 from forge.training.recipe import SEED, RecipeContext, RecipeResult
 from forge.training.trainer_args import lora_config, max_length, trainer_arguments
@@ -114,7 +114,8 @@ def _train_reward_model(ctx: RecipeContext, tokenizer: Any, pairs: Any, eval_pai
 
     reward_trainer = RewardTrainer(
         model=_reward_base(ctx, tokenizer),
-        args=RewardConfig(**trainer_arguments(ctx, has_eval=eval_pairs is not None), max_length=max_length(ctx)),
+        args=RewardConfig(**trainer_arguments(ctx, has_eval=eval_pairs is not None),
+                          max_length=max_length(ctx, tokenizer, pair_texts(pairs))),
         train_dataset=pairs,
         eval_dataset=eval_pairs,
         processing_class=tokenizer,

@@ -23,7 +23,9 @@ def train_seq2seq(ctx: RecipeContext) -> RecipeResult:
     req = ctx.request
     tokenizer = ctx.tokenizer()
     model = get_peft_model(ctx.base_model("seq2seq-lm"), lora_config(ctx, "SEQ_2_SEQ_LM"))
-    limit = max_length(ctx)
+    train_rows, eval_rows = ctx.examples()
+    # Sources are the long side of a summarization pair; the targets share their limit.
+    limit = max_length(ctx, tokenizer, (seq2seq_example(req.task, r)["source"] for r in train_rows))
 
     def encode(rows: list[dict[str, Any]]):
         pairs = [seq2seq_example(req.task, r) for r in rows]
@@ -32,7 +34,6 @@ def train_seq2seq(ctx: RecipeContext) -> RecipeResult:
                                        max_length=limit)["input_ids"]
         return Dataset.from_dict(dict(features))
 
-    train_rows, eval_rows = ctx.examples()
     eval_set = encode(eval_rows) if eval_rows else None
     trainer = Seq2SeqTrainer(
         model=model,

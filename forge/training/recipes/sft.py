@@ -6,6 +6,8 @@ summarization prompt). Loss is on the completion only.
 
 from __future__ import annotations
 
+from typing import Any
+
 from forge.modeling.generation import generate_texts
 from forge.modeling.prompts import causal_example
 from forge.training import task_scores
@@ -18,6 +20,13 @@ from forge.training.trainer_args import max_length, trainer_arguments
 SUMMARY_TOKENS = 48
 
 
+def example_text(example: dict[str, Any], tokenizer: Any) -> str:
+    """A prompt/completion example as the text the model reads (conversations through the chat template)."""
+    if isinstance(example["prompt"], list):
+        return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+    return example["prompt"] + example["completion"]
+
+
 def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -27,12 +36,14 @@ def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
     train_rows, eval_rows = ctx.examples()
     template = bool(getattr(tokenizer, "chat_template", None))
     to_example = lambda row: causal_example(req.task, row, chat_template=template)  # noqa: E731
+    train_examples = [to_example(r) for r in train_rows]
     eval_set = Dataset.from_list([to_example(r) for r in eval_rows]) if eval_rows else None
+    limit = max_length(ctx, tokenizer, (example_text(e, tokenizer) for e in train_examples))
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(**trainer_arguments(ctx, has_eval=eval_set is not None, groups_by_length=True),
-                       max_length=max_length(ctx), packing=req.packing),
-        train_dataset=Dataset.from_list([to_example(r) for r in train_rows]),
+                       max_length=limit, packing=req.packing),
+        train_dataset=Dataset.from_list(train_examples),
         eval_dataset=eval_set,
         processing_class=tokenizer,
         peft_config=peft_config,
