@@ -19,8 +19,8 @@ import ray
 from forge.datasets import sanitize_filename, versioned_name
 from forge.errors import NotFound
 from forge.feed import ChangeFeed
-from forge.jobs.admission import Admission, PreparedJob
-from forge.jobs.runners import RUNNER_ENV, RunnerPool
+from forge.jobs.admission import Admission, PreparedJob, training_hardware
+from forge.jobs.runners import RUNNER_ENV, RunnerPool, resources_needed, shortfall, waiting_reason
 from forge.jobs.tracker import ActiveJob, JobTracker
 from forge.registry import DatasetRecord, JobRecord, Registry
 from forge.schemas import TrainingRequest, ValidationReport, utc_iso
@@ -31,6 +31,8 @@ from forge.training.manager_link import ProgressUpdate, WorkerEvent
 from forge.training.options import Hardware
 from forge.unsloth_env import ProviderStatus, probe_unsloth
 
+# A job whose workers have not started this long, for want of nodes, says why (its events, its status).
+WAITING_NOTICE_S = 30.0
 # Ray gives the head node, and only it, this resource.
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 
@@ -52,10 +54,8 @@ class TrainingManager:
     def _latest_checkpoint_step(self, job_id: str) -> Optional[int]:
         return latest_registered_step(self.storage.uri(self.storage.run_dir(job_id)))
 
-    @staticmethod
-    def _hardware() -> Hardware:
-        resources = ray.cluster_resources()
-        return Hardware(gpus=resources.get("GPU", 0), cpus=resources.get("CPU", 0))
+    def _hardware(self) -> Hardware:
+        return training_hardware(self.settings, ray.cluster_resources())
 
     async def unsloth_status(self) -> ProviderStatus:
         """Whether the unsloth venv imports, probed once (importing unsloth takes seconds)."""
@@ -124,6 +124,7 @@ class TrainingManager:
         job.task = asyncio.get_running_loop().create_task(self._run(job))
 
     async def _run(self, job: ActiveJob) -> None:
+        watch = asyncio.get_running_loop().create_task(self._watch_start(job))
         try:
             self.tracker.starting(job)
             runner = await self.runners.runner_for(job)
@@ -133,9 +134,29 @@ class TrainingManager:
         else:
             self.tracker.end_run(job, outcome)
         finally:
+            watch.cancel()
             self.runners.kill(job.runner)
             self.tracker.close(job.record.job_id)
             self.runners.keep_a_spare()
+
+    async def _watch_start(self, job: ActiveJob) -> None:
+        """Say why a job's workers wait for nodes; fail the job when they never start (FORGE_JOB_START_TIMEOUT_S).
+
+        A worker group that no node can hold waits in Ray for ever (for the autoscaler,
+        or for GPUs the cluster will never have), holding a job slot: the timeout frees it.
+        """
+        assert job.spec is not None
+        timeout = self.settings.job_start_timeout_s
+        notice_after = min(WAITING_NOTICE_S, timeout / 2)
+        needed = resources_needed(job.spec)
+        await asyncio.sleep(notice_after)
+        if job.worker_starts == 0 and shortfall(needed, ray.cluster_resources()):
+            self.tracker.waiting(job, waiting_reason(needed, ray.cluster_resources()))
+        await asyncio.sleep(timeout - notice_after)
+        if job.worker_starts == 0 and not job.stop_requested and job.failure is None:
+            job.failure = (f"its workers did not start within {timeout:g} s (FORGE_JOB_START_TIMEOUT_S): "
+                           f"{waiting_reason(needed, ray.cluster_resources())}")
+            self.runners.kill(job.runner)
 
     # -------------------------------------------------------------- progress
 
@@ -153,6 +174,10 @@ class TrainingManager:
     async def stop_training(self, job_id: Optional[str] = None) -> dict[str, Any]:
         job = self.tracker.request_stop(job_id)
         assert job.task is not None
+        if job.worker_starts == 0:
+            # No worker runs a step yet (they may be waiting for a node): there is no step boundary
+            # to wait for, and nothing to lose.
+            self.runners.kill(job.runner)
         done, _ = await asyncio.wait({job.task}, timeout=self.settings.stop_grace_s)
         if not done:
             # The workers did not reach a step boundary in time: kill the run.

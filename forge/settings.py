@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         description="JSON of custom Ray resources each training worker needs, e.g. `{\"A10G\": 1}`",
     )
     max_concurrent_jobs: int = Field(1, ge=1, description="jobs that may run at once (409 beyond)")
+    train_device: Literal["auto", "gpu", "cpu"] = Field(
+        "auto", description="where jobs train: `auto` on GPUs when the cluster has one up, `gpu` on GPUs even "
+        "while none is up (an autoscaler starts GPU nodes for the job; cluster.yaml sets it), `cpu` never on GPUs",
+    )
+    max_train_gpus: Optional[int] = Field(
+        None, ge=1, description="the most GPUs jobs can ever get (the autoscaler's GPU workers × their GPUs); "
+        "a job asking for more is a 400. Unset: the GPUs up when the job starts",
+    )
+    job_start_timeout_s: float = Field(
+        900.0, gt=0, description="a job whose workers have not started by then (no node can hold them) fails "
+        "with the reason, and frees its slot",
+    )
     max_upload_mb: float = Field(1024, gt=0, description="larger uploads get 413")
     dataset_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,

@@ -8,7 +8,7 @@ manager reads the cluster's resources, tests pass any `Hardware` they like.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +29,23 @@ UNSLOTH_NOT_ASKED = ProviderStatus(available=False, detail="not probed")
 _FORMAT_FIELDS_HINT = (
     "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer"
 )
+
+
+def training_hardware(settings: Settings, resources: Mapping[str, float]) -> Hardware:
+    """What jobs train on, from the cluster's resources (`ray.cluster_resources()`) and the settings.
+
+    The resources are what is up now. On an autoscaling cluster GPU nodes may be
+    down until a job asks for them, so FORGE_TRAIN_DEVICE=gpu trains on GPUs anyway,
+    and FORGE_MAX_TRAIN_GPUS says how many the cluster can ever have.
+    """
+    gpus_up, cpus = resources.get("GPU", 0), resources.get("CPU", 0)
+    configured = settings.max_train_gpus
+    if settings.train_device == "cpu" or (settings.train_device == "auto" and not gpus_up):
+        return Hardware(gpus=0, cpus=cpus)
+    if configured is not None:
+        return Hardware(gpus=max(configured, gpus_up), cpus=cpus)
+    # Without a configured limit, what is up is the limit, unless nothing is up yet (gpu mode).
+    return Hardware(gpus=gpus_up or 1, cpus=cpus, gpus_known=bool(gpus_up))
 
 
 class PreparedJob(BaseModel):
@@ -71,6 +88,11 @@ class Admission:
             raise BadRequest(
                 f"num_workers={request.num_workers} needs {request.num_workers} CPUs; the cluster has {hardware.cpus:g}"
             )
+        if hardware.has_gpu and hardware.gpus_known and request.num_workers > hardware.gpus:
+            limit = ("FORGE_MAX_TRAIN_GPUS" if self.settings.max_train_gpus is not None
+                     else "the GPUs up now; FORGE_MAX_TRAIN_GPUS tells the service what an autoscaler can add")
+            raise BadRequest(f"num_workers={request.num_workers} needs {request.num_workers} GPUs (one per worker); "
+                             f"the cluster can have {hardware.gpus:g} ({limit})")
         options, notes = resolve_options(request, hardware)
         if request.provider == "unsloth" and not hardware.has_gpu:
             notes.append("provider unsloth without a GPU runs Unsloth's CPU backend (it uses fused AdamW and "

@@ -46,6 +46,29 @@ def worker_resources(use_gpu: bool, extra: dict[str, float]) -> Optional[dict[st
     return {"CPU": 1, **({"GPU": 1} if use_gpu else {}), **extra}
 
 
+def resources_needed(spec: JobSpec) -> dict[str, float]:
+    """What the job's worker group reserves in all (every worker's share, as Ray Train asks for it)."""
+    each = worker_resources(spec.options.use_gpu, spec.worker_resources) or {
+        "CPU": 1, **({"GPU": 1} if spec.options.use_gpu else {})}
+    return {name: amount * spec.request.num_workers for name, amount in each.items()}
+
+
+def shortfall(needed: dict[str, float], cluster: dict[str, float]) -> dict[str, float]:
+    """What the cluster (`ray.cluster_resources()`: every node up, busy or not) lacks of `needed`."""
+    return {name: amount - cluster.get(name, 0) for name, amount in needed.items() if cluster.get(name, 0) < amount}
+
+
+def waiting_reason(needed: dict[str, float], cluster: dict[str, float]) -> str:
+    """Why a job's workers cannot start yet, in words."""
+    missing = shortfall(needed, cluster)
+    wants = ", ".join(f"{amount:g} {name}" for name, amount in needed.items())
+    if missing:
+        has = ", ".join(f"{cluster.get(name, 0):g} {name}" for name in missing)
+        return (f"the worker group needs {wants}; the nodes up have {has} (an autoscaler may still be "
+                "adding nodes)")
+    return f"the worker group needs {wants}; the cluster has them, but other work holds them"
+
+
 @ray.remote(num_cpus=0, max_restarts=0)
 class JobRunner:
     def warm(self) -> None:

@@ -125,6 +125,13 @@ class JobTracker:
     def starting(self, job: ActiveJob) -> None:
         self.update(job.record.job_id, status="starting", message="; ".join(job.notes) or "Starting Ray Train workers")
 
+    def waiting(self, job: ActiveJob, reason: str) -> None:
+        """The job's workers wait for resources: say why, in its events and its status message."""
+        job_id = job.record.job_id
+        self.registry.add_event(job_id, "waiting", reason)
+        if self.registry.get_job(job_id).status == "starting":
+            self.update(job_id, message=f"Waiting for the cluster: {reason}")
+
     def end_run(self, job: ActiveJob, outcome: dict[str, Any] | BaseException, *, runner_lost: bool = False) -> RunEnd:
         """Record how the job's run ended; a completed run's model is registered first."""
         job_id = job.record.job_id

@@ -16,8 +16,13 @@ _CUDA_ONLY_OPTIMIZERS = {"paged_adamw_32bit", "adamw_8bit"}
 
 
 class Hardware(BaseModel):
+    """What jobs can train on (forge.jobs.admission.training_hardware reads it from the cluster)."""
+
     gpus: float = 0
     cpus: float = 0
+    # False when jobs train on GPUs an autoscaler will start and nobody said how many it can:
+    # then no request is refused for asking too many.
+    gpus_known: bool = True
 
     @property
     def has_gpu(self) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -127,3 +129,25 @@ def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float
             return step
         time.sleep(0.1)
     raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} within {timeout}s: {service.events(job_id)}")
+
+
+@contextmanager
+def side_app(service: Service, name: str, environ: dict[str, str], **app_args: Any) -> Iterator[Service]:
+    """A second app in the session's cluster, under /`name`, with its own manager and the FORGE_* `environ`.
+
+    `environ` must set FORGE_HOME; `app_args` are deployments.app.AppArgs fields. On exit the
+    app is deleted and its manager killed.
+    """
+    import ray
+    from ray import serve
+
+    from deployments.app import AppArgs, build_app
+    from forge.settings import RAY_NAMESPACE, Settings
+
+    settings = Settings.from_env({"FORGE_MANAGER_NAME": f"training_manager_{name}", **environ})
+    serve.run(build_app(AppArgs(**app_args), settings), name=name, route_prefix=f"/{name}")
+    try:
+        yield Service(url=f"{service.url}/{name}", ws_url=f"{service.ws_url}/{name}", home=Path(environ["FORGE_HOME"]))
+    finally:
+        serve.delete(name)
+        ray.kill(ray.get_actor(settings.manager_name, namespace=RAY_NAMESPACE), no_restart=True)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from support import SAMPLE_DATASET, Service
+from support import SAMPLE_DATASET, Service, side_app
 from websockets.sync.client import connect
 
 from forge.schemas import TERMINAL_STATUSES
@@ -31,21 +31,9 @@ LOAD_SECONDS = 15
 @pytest.fixture(scope="module")
 def two_job_service(service: Service, tmp_path_factory: pytest.TempPathFactory):
     """A second service in the same cluster, with its own manager, registry and a limit of 2 jobs."""
-    import ray
-    from ray import serve
-
-    from deployments.app import AppArgs, build_app
-    from forge.settings import RAY_NAMESPACE, Settings
-
-    home = tmp_path_factory.mktemp("two_jobs_home")
-    settings = Settings.from_env({"FORGE_HOME": str(home), "FORGE_MAX_CONCURRENT_JOBS": "2",
-                                  "FORGE_MANAGER_NAME": "training_manager_two_jobs"})
-    serve.run(build_app(AppArgs(playground_min_replicas=0), settings), name="two_jobs", route_prefix="/two_jobs")
-    try:
-        yield Service(url=service.url + "/two_jobs", ws_url=service.ws_url + "/two_jobs", home=home)
-    finally:
-        serve.delete("two_jobs")
-        ray.kill(ray.get_actor(settings.manager_name, namespace=RAY_NAMESPACE), no_restart=True)
+    environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("two_jobs_home")), "FORGE_MAX_CONCURRENT_JOBS": "2"}
+    with side_app(service, "two_jobs", environ, playground_min_replicas=0) as two_jobs:
+        yield two_jobs
 
 
 def test_twenty_simultaneous_starts_accept_exactly_two_with_a_limit_of_two(two_job_service: Service):

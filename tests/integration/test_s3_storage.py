@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import SAMPLE_DATASET, Service, assert_error_shape
+from support import SAMPLE_DATASET, Service, assert_error_shape, side_app
 
 from forge.schemas import TERMINAL_STATUSES
 
@@ -24,22 +24,10 @@ PROMPT = "What is 3 plus 4?"
 
 @pytest.fixture(scope="module")
 def s3_service(service: Service, s3_location, tmp_path_factory: pytest.TempPathFactory):
-    import ray
-    from ray import serve
-
-    from deployments.app import AppArgs, build_app
-    from forge.settings import RAY_NAMESPACE, Settings
-
-    home = tmp_path_factory.mktemp("s3_home")
     location = s3_location("service")
-    settings = Settings.from_env({"FORGE_HOME": str(home), "FORGE_STORAGE": location,
-                                  "FORGE_MANAGER_NAME": "training_manager_s3"})
-    serve.run(build_app(AppArgs(playground_max_replicas=1), settings), name="s3", route_prefix="/s3")
-    try:
-        yield Service(url=service.url + "/s3", ws_url=service.ws_url + "/s3", home=home), location
-    finally:
-        serve.delete("s3")
-        ray.kill(ray.get_actor(settings.manager_name, namespace=RAY_NAMESPACE), no_restart=True)
+    environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("s3_home")), "FORGE_STORAGE": location}
+    with side_app(service, "s3", environ, playground_max_replicas=1) as s3:
+        yield s3, location
 
 
 def _bucket(location: str):

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import pytest
 
 from forge.feed import ChangeFeed
+from forge.jobs.admission import Admission
 from forge.jobs.tracker import ActiveJob, JobTracker
 from forge.registry import DatasetRecord, Registry
 from forge.schemas import TrainingRequest, utc_iso
@@ -21,6 +22,7 @@ from forge.settings import Settings
 from forge.storage import Storage
 from forge.training.options import Hardware, resolve_options
 from forge.training.spec import JobSpec
+from forge.unsloth_env import ProviderStatus
 
 
 @pytest.fixture
@@ -96,6 +98,13 @@ def dataset_file(dataset_root: Path):
 
 
 @pytest.fixture
+def admission(settings: Settings, storage: Storage, registry: Registry) -> Admission:
+    async def no_unsloth() -> ProviderStatus:
+        return ProviderStatus(available=False, detail="no unsloth venv in the unit tests")
+    return Admission(settings, storage, registry, no_unsloth)
+
+
+@pytest.fixture
 def upload(storage: Storage, registry: Registry):
     """A dataset as an upload leaves it: the file in storage, its row in the registry."""
     def upload(filename: str, rows: list[dict[str, Any]], row_format: str) -> None:
@@ -108,10 +117,10 @@ def upload(storage: Storage, registry: Registry):
 @pytest.fixture
 def open_job(tracker: JobTracker, storage: Storage):
     """Makes a queued job active, as the manager's launch does; returns its ActiveJob."""
-    def open_job(job_id: str = "train_0001", **fields: Any) -> ActiveJob:
+    def open_job(job_id: str = "train_0001", hardware: Hardware = Hardware(cpus=2), **fields: Any) -> ActiveJob:
         request = TrainingRequest(**{"task": "text-generation", "model_name": "forge/tiny-llama",
                                      "dataset": "pairs.jsonl", "num_train_epochs": 2, **fields})
-        options, notes = resolve_options(request, Hardware(cpus=2))
+        options, notes = resolve_options(request, hardware)
         record = tracker.registry.add_job(job_id, request.model_dump(mode="json", exclude_unset=True),
                                           status="queued")
         spec = JobSpec(job_id=job_id, request=request, options=options, model_source="forge/tiny-llama",

@@ -5,23 +5,14 @@ from __future__ import annotations
 import pytest
 
 from forge.errors import BadRequest, Conflict
-from forge.jobs.admission import Admission
 from forge.schemas import TrainingRequest
 from forge.training.options import Hardware
-from forge.unsloth_env import ProviderStatus
 
 pytestmark = pytest.mark.anyio
 
 CPU_ONLY = Hardware(cpus=2)
 PAIRS = [{"input": f"question {i}", "output": f"answer {i}"} for i in range(12)]
 PREFERENCES = [{"prompt": f"say {i}", "chosen": f"yes {i}", "rejected": f"no {i}"} for i in range(12)]
-
-
-@pytest.fixture
-def admission(settings, storage, registry) -> Admission:
-    async def no_unsloth() -> ProviderStatus:
-        return ProviderStatus(available=False, detail="no unsloth venv in the unit tests")
-    return Admission(settings, storage, registry, no_unsloth)
 
 
 def request(**fields) -> TrainingRequest:

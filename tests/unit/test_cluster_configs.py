@@ -24,6 +24,17 @@ def test_cluster_yaml_passes_the_autoscaler_schema():
     assert any("serve deploy deployments/serve_config.yaml" in c for c in config["head_start_ray_commands"])
 
 
+def test_the_cluster_trains_on_the_gpus_its_autoscaler_can_start():
+    """The GPU workers start at 0, so the service must be told to train on GPUs, and how many there can be."""
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    start = next(c for c in config["head_start_ray_commands"] if "ray start --head" in c)
+    environment = dict(word.split("=", 1) for word in start.split() if word.startswith("FORGE_"))
+    assert environment["FORGE_TRAIN_DEVICE"] == "gpu"
+    can_start = sum(t["max_workers"] * t["resources"].get("GPU", 0) for name, t in config["available_node_types"].items()
+                    if name != config["head_node_type"])
+    assert int(environment["FORGE_MAX_TRAIN_GPUS"]) == can_start > 0
+
+
 def _deployments(config: dict) -> dict:
     (application,) = config["applications"]
     return {d["name"]: d for d in application["deployments"]}
