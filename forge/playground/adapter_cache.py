@@ -34,8 +34,12 @@ from typing import Any, Callable
 
 from forge.modeling.model_card import ModelCard
 from forge.modeling.placement import CPU, Placement
+from forge.modeling.quantization import BaseQuantization, card_quantization
 from forge.playground.responder import LoadedModel, read_model_meta, respond
 from forge.schemas import GenerateRequest
+
+# A base model as loaded: (model kind, base source, its quantization as JSON, or "" for full precision).
+BaseKey = tuple[str, str, str]
 
 MAX_ADAPTERS = 4
 MAX_BASES = 2
@@ -58,6 +62,11 @@ def adapter_layout(folder: Path) -> str | None:
         if isinstance(config.get(key), list):  # saved as a set: its order is arbitrary
             config[key] = sorted(config[key])
     return json.dumps({k: v for k, v in config.items() if k not in _LAYOUT_IGNORES}, sort_keys=True)
+
+
+def _base_name(base_key: BaseKey) -> str:
+    _, source, quantization = base_key
+    return f"{source} ({BaseQuantization.model_validate_json(quantization).bits}-bit)" if quantization else source
 
 
 @dataclass
@@ -98,15 +107,18 @@ class AdapterCache:
         self.max_bases = max_bases
         self._lock = threading.Lock()  # guards the two maps below; never held while loading or generating
         self._load_lock = threading.Lock()
-        self._bases: OrderedDict[tuple[str, str], _Base] = OrderedDict()
-        self._adapters: OrderedDict[str, tuple[tuple[str, str], str]] = OrderedDict()  # key -> (base key, name)
+        self._bases: OrderedDict[BaseKey, _Base] = OrderedDict()
+        self._adapters: OrderedDict[str, tuple[BaseKey, str]] = OrderedDict()  # key -> (base key, name)
 
     def loaded(self) -> dict[str, list[str]]:
-        """Base source -> the keys of the models it carries (what this replica holds)."""
+        """Base -> the keys of the models it carries (what this replica holds).
+
+        A base is named by its source, with " (4-bit)" or " (8-bit)" when it is quantized.
+        """
         with self._lock:
-            held: dict[str, list[str]] = {source: [] for _, source in self._bases}
-            for key, ((_, source), _) in self._adapters.items():
-                held[source].append(key)
+            held: dict[str, list[str]] = {_base_name(b): [] for b in self._bases}
+            for key, (base_key, _) in self._adapters.items():
+                held[_base_name(base_key)].append(key)
             return held
 
     def load(self, key: str, model_dir: Callable[[], Path]) -> None:
@@ -146,11 +158,14 @@ class AdapterCache:
                 return found
             folder = model_dir()
             card = read_model_meta(folder)
-            base_key = (card.model_kind, card.base_model_source)
+            # A qlora model's base is quantized as it was trained: not the same base as a full-precision one.
+            quantization = card_quantization(card)
+            base_key = (card.model_kind, card.base_model_source,
+                        quantization.model_dump_json() if quantization is not None else "")
             with self._lock:
                 base = self._bases.get(base_key)
             if base is None:
-                base = self._load_base(card)
+                base = self._load_base(card, quantization)
             name = f"model_{key}"
             self._add_adapter(base, name, folder, card)
             with self._lock:
@@ -163,11 +178,12 @@ class AdapterCache:
                 self._remove_adapter(victim, victim_name)
             return base, name
 
-    def _load_base(self, card: ModelCard) -> _Base:
+    def _load_base(self, card: ModelCard, quantization: BaseQuantization | None) -> _Base:
         from forge.modeling.loading import load_model
 
         model = load_model(card.model_kind, card.base_model_source, self.builtin_dir,
-                           trust_remote_code=self.trust_remote_code, placement=self.placement).eval()
+                           trust_remote_code=self.trust_remote_code, placement=self.placement,
+                           quantization=quantization.transformers_config() if quantization is not None else None).eval()
         return _Base(model=model, kind=card.model_kind)
 
     def _add_adapter(self, base: _Base, name: str, folder: Path, card: ModelCard) -> None:
@@ -221,7 +237,7 @@ class AdapterCache:
             self._drop_base(base_key)  # a base with no adapter left serves nobody
         return [(base, name) for base, name in evicted if base in self._bases.values()]
 
-    def _drop_base(self, base_key: tuple[str, str]) -> None:
+    def _drop_base(self, base_key: BaseKey) -> None:
         del self._bases[base_key]
         for key in [k for k, (b, _) in self._adapters.items() if b == base_key]:
             del self._adapters[key]

@@ -1,9 +1,10 @@
-"""Strategy qlora's base model: bitsandbytes settings, and the base prepared for k-bit training."""
+"""Strategy qlora's base model: its quantization from the request, and the base prepared for k-bit training."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from forge.modeling.quantization import BaseQuantization
 from forge.schemas import TrainingRequest
 from forge.training.options import ResolvedOptions
 
@@ -13,23 +14,16 @@ def quantization_config(request: TrainingRequest, options: ResolvedOptions, *,
     """bitsandbytes settings for strategy qlora, else None.
 
     `keep_full_precision`: modules that are trained in full (a task head), which
-    therefore must not be quantized.
+    therefore must not be quantized. The playground rebuilds the same settings from
+    the model card (forge.modeling.quantization.card_quantization).
     """
     if not (options.quantize_4bit or options.quantize_8bit):
         return None
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    skip = {"llm_int8_skip_modules": list(keep_full_precision)} if keep_full_precision else {}
-    if options.quantize_8bit:
-        return BitsAndBytesConfig(load_in_8bit=True, **skip)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        **skip,
-        bnb_4bit_quant_type=request.bnb_4bit_quant_type,
-        bnb_4bit_compute_dtype=getattr(torch, options.bnb_4bit_compute_dtype),
-        bnb_4bit_use_double_quant=request.use_nested_quant,
-    )
+    return BaseQuantization(
+        bits=8 if options.quantize_8bit else 4, quant_type=request.bnb_4bit_quant_type,
+        compute_dtype=options.bnb_4bit_compute_dtype, double_quant=request.use_nested_quant,
+        full_precision=keep_full_precision,
+    ).transformers_config()
 
 
 def prepare_for_training(model: Any) -> Any:

@@ -123,3 +123,22 @@ def test_swapped_models_keep_their_own_scaling_and_a_full_module_model_its_head(
     # 1, 3 and 6 took turns in one slot, 7 has its own: the base carries two PEFT adapters.
     (base,) = cache._bases.values()
     assert sorted(base.peft.peft_config) == ["slot_1", "slot_2"]
+
+
+def test_a_qlora_model_is_served_on_a_4bit_base_as_it_was_trained(models, alone, builtin_dir: Path, tmp_path: Path):
+    """The card says the base was quantized (strategy qlora): the cache loads it so, apart from the full base."""
+    folder = shutil.copytree(models["1"], tmp_path / "q1")
+    card = ModelCard.read(folder)
+    card.model_copy(update={
+        "strategy": "qlora", "options": {"quantize_4bit": True, "quantize_8bit": False, "bnb_4bit_compute_dtype": "float32"},
+        "request": {"bnb_4bit_quant_type": "nf4", "use_nested_quant": False}}).write(folder)
+    on_its_own = load_trained_model(folder, builtin_dir)
+    assert any(type(module).__name__ == "Linear4bit" for module in on_its_own.model.modules())
+    expected = respond(on_its_own, ask("8"))["generated_text"]
+
+    cache = AdapterCache(builtin_dir, max_adapters=4, max_bases=2)
+    assert cache.respond("1", ask("1"), lambda: models["1"])["generated_text"] == alone["1"]
+    assert cache.respond("8", ask("8"), lambda: folder)["generated_text"] == expected
+    assert cache.loaded() == {"forge/tiny-llama": ["1"], "forge/tiny-llama (4-bit)": ["8"]}
+    # The same adapter on the full-precision base answers otherwise: the quantization is what it was trained with.
+    assert expected != alone["1"]
