@@ -1,8 +1,9 @@
 """Load a base model and its tokenizer with transformers: built-in, local folder or Hub id.
 
 Shared by training workers and playground replicas (and only those: it imports
-transformers when called). What a job does to a model after loading it
-(quantization for qlora, LoRA) belongs to the training wing.
+transformers when called). A qlora base's quantization settings are shared too
+(`quantization.py`: the playground serves the base as it was trained); what a job
+does to a model after loading it (k-bit preparation, LoRA) belongs to the training wing.
 """
 
 from __future__ import annotations
