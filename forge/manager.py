@@ -150,8 +150,9 @@ class TrainingManager:
         notice_after = min(WAITING_NOTICE_S, timeout / 2)
         needed = resources_needed(job.spec)
         await asyncio.sleep(notice_after)
-        if job.worker_starts == 0 and shortfall(needed, ray.cluster_resources()):
-            self.tracker.waiting(job, waiting_reason(needed, ray.cluster_resources()))
+        cluster = ray.cluster_resources()
+        if job.worker_starts == 0 and shortfall(needed, cluster):
+            self.tracker.waiting(job, waiting_reason(needed, cluster))
         await asyncio.sleep(timeout - notice_after)
         if job.worker_starts == 0 and not job.stop_requested and job.failure is None:
             job.failure = (f"its workers did not start within {timeout:g} s (FORGE_JOB_START_TIMEOUT_S): "

@@ -39,17 +39,19 @@ RUNNER_ENV = {
 _HUGGINGFACE_RUNNER_ENV: dict[str, Any] = {"env_vars": RUNNER_ENV}
 
 
-def worker_resources(use_gpu: bool, extra: dict[str, float]) -> Optional[dict[str, float]]:
+def per_worker(use_gpu: bool, extra: dict[str, float]) -> dict[str, float]:
     """What each Train worker reserves: Ray Train's default (1 CPU, 1 GPU with use_gpu) plus `extra`."""
-    if not extra:
-        return None
     return {"CPU": 1, **({"GPU": 1} if use_gpu else {}), **extra}
+
+
+def worker_resources(use_gpu: bool, extra: dict[str, float]) -> Optional[dict[str, float]]:
+    """ScalingConfig's resources_per_worker: None leaves Ray Train's default when nothing is `extra`."""
+    return per_worker(use_gpu, extra) if extra else None
 
 
 def resources_needed(spec: JobSpec) -> dict[str, float]:
     """What the job's worker group reserves in all (every worker's share, as Ray Train asks for it)."""
-    each = worker_resources(spec.options.use_gpu, spec.worker_resources) or {
-        "CPU": 1, **({"GPU": 1} if spec.options.use_gpu else {})}
+    each = per_worker(spec.options.use_gpu, spec.worker_resources)
     return {name: amount * spec.request.num_workers for name, amount in each.items()}
 
 

@@ -129,7 +129,7 @@ class JobTracker:
         """The job's workers wait for resources: say why, in its events and its status message."""
         job_id = job.record.job_id
         self.registry.add_event(job_id, "waiting", reason)
-        if self.registry.get_job(job_id).status == "starting":
+        if job.record.status == "starting":
             self.update(job_id, message=f"Waiting for the cluster: {reason}")
 
     def end_run(self, job: ActiveJob, outcome: dict[str, Any] | BaseException, *, runner_lost: bool = False) -> RunEnd:

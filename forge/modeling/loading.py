@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 
 from forge.builtin import BUILTIN_KINDS, ensure_builtin, is_builtin
 from forge.modeling.placement import CPU, Placement
+from forge.modeling.quantization import BaseQuantization
 
 ModelKind = Literal["causal-lm", "seq2seq-lm", "question-answering", "sequence-classification"]
 
@@ -68,21 +69,21 @@ def load_model(
     builtin_dir: Path,
     *,
     trust_remote_code: bool = False,
-    quantization: Any = None,
+    quantization: Optional[BaseQuantization] = None,
     placement: Placement = CPU,
     **model_kwargs: Any,
 ):
     """The base model of `kind` on `placement`'s device and in its dtype.
 
-    `quantization`: a transformers quantization config, or None. A quantized base is
-    placed while it loads (bitsandbytes quantizes on the device); any other is moved after.
+    `quantization`: how a qlora base is quantized, or None. A quantized base is placed
+    while it loads (bitsandbytes quantizes on the device); any other is moved after.
     """
     placed = {"device_map": {"": placement.device}} if quantization is not None and placement.on_cuda else {}
     model = _auto_class(kind).from_pretrained(
         resolve_model_dir(model_source, builtin_dir),
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
-        quantization_config=quantization,
+        quantization_config=quantization.transformers_config() if quantization is not None else None,
         dtype=placement.torch_dtype(),
         **placed,
         **model_kwargs,

@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from forge.modeling.loading import ModelKind
+from forge.modeling.quantization import FULL_PRECISION_HEADS, BaseQuantization
 from forge.schemas import Strategy, Task
 
 CARD_FILE = "forge.json"
@@ -50,6 +51,19 @@ class ModelCard(BaseModel):
         # json.dumps, not model_dump_json: it writes inf perplexity as Infinity, as cards always had.
         path.write_text(json.dumps(self.model_dump(mode="python"), indent=2))
         return path
+
+    def quantization(self) -> Optional[BaseQuantization]:
+        """How the base was quantized for training (strategy qlora); None for a full-precision base."""
+        options, request = self.options, self.request
+        if not (options.get("quantize_4bit") or options.get("quantize_8bit")):
+            return None
+        return BaseQuantization(
+            bits=8 if options.get("quantize_8bit") else 4,
+            quant_type=request.get("bnb_4bit_quant_type", "nf4"),
+            compute_dtype=options.get("bnb_4bit_compute_dtype", "float32"),
+            double_quant=bool(request.get("use_nested_quant", False)),
+            full_precision=FULL_PRECISION_HEADS.get(self.model_kind, ()),
+        )
 
     @classmethod
     def read(cls, folder: Path) -> "ModelCard":

@@ -3,16 +3,14 @@
 A QLoRA adapter was trained against the quantized base; served on the full-precision
 base it answers differently (and a large base takes four times the memory). So the
 setting is one object, built by training from the request and by the playground from
-the model card, and turned into transformers' bitsandbytes config in one place.
+the model card (`ModelCard.quantization`), and turned into transformers' bitsandbytes config in one place.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-
-from forge.modeling.model_card import ModelCard
 
 # A task head that trains in full (the extractive-QA span head) must not be quantized.
 FULL_PRECISION_HEADS = {"question-answering": ("qa_outputs",)}
@@ -35,17 +33,3 @@ class BaseQuantization(BaseModel):
         return BitsAndBytesConfig(load_in_4bit=True, **skip, bnb_4bit_quant_type=self.quant_type,
                                   bnb_4bit_compute_dtype=getattr(torch, self.compute_dtype),
                                   bnb_4bit_use_double_quant=self.double_quant)
-
-
-def card_quantization(card: ModelCard) -> Optional[BaseQuantization]:
-    """The quantization the model's base was trained with (None: a full-precision base)."""
-    options, request = card.options, card.request
-    if not (options.get("quantize_4bit") or options.get("quantize_8bit")):
-        return None
-    return BaseQuantization(
-        bits=8 if options.get("quantize_8bit") else 4,
-        quant_type=request.get("bnb_4bit_quant_type", "nf4"),
-        compute_dtype=options.get("bnb_4bit_compute_dtype", "float32"),
-        double_quant=bool(request.get("use_nested_quant", False)),
-        full_precision=FULL_PRECISION_HEADS.get(card.model_kind, ()),
-    )

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from forge.modeling.model_card import ModelCard
 from forge.modeling.placement import CPU, Placement
-from forge.modeling.quantization import BaseQuantization, card_quantization
+from forge.modeling.quantization import BaseQuantization
 from forge.playground.responder import LoadedModel, read_model_meta, respond
 from forge.schemas import GenerateRequest
 
@@ -159,7 +159,7 @@ class AdapterCache:
             folder = model_dir()
             card = read_model_meta(folder)
             # A qlora model's base is quantized as it was trained: not the same base as a full-precision one.
-            quantization = card_quantization(card)
+            quantization = card.quantization()
             base_key = (card.model_kind, card.base_model_source,
                         quantization.model_dump_json() if quantization is not None else "")
             with self._lock:
@@ -183,7 +183,7 @@ class AdapterCache:
 
         model = load_model(card.model_kind, card.base_model_source, self.builtin_dir,
                            trust_remote_code=self.trust_remote_code, placement=self.placement,
-                           quantization=quantization.transformers_config() if quantization is not None else None).eval()
+                           quantization=quantization).eval()
         return _Base(model=model, kind=card.model_kind)
 
     def _add_adapter(self, base: _Base, name: str, folder: Path, card: ModelCard) -> None:

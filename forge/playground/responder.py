@@ -16,7 +16,6 @@ from forge.modeling.loading import ModelKind, load_model, load_tokenizer
 from forge.modeling.model_card import ModelCard
 from forge.modeling.prompts import causal_prompt, prompt_for
 from forge.modeling.qa_spans import WINDOW_TOKENS, answer_questions
-from forge.modeling.quantization import card_quantization
 from forge.schemas import GenerateRequest
 
 
@@ -41,9 +40,9 @@ def load_trained_model(model_dir: Path, builtin_dir: Path, *, trust_remote_code:
     from peft import PeftModel
 
     card = read_model_meta(model_dir)
-    quantization = card_quantization(card)  # a qlora model's base, quantized as it was trained
+    quantization = card.quantization()  # a qlora model's base, quantized as it was trained
     base = load_model(card.model_kind, card.base_model_source, builtin_dir, trust_remote_code=trust_remote_code,
-                      quantization=quantization.transformers_config() if quantization is not None else None)
+                      quantization=quantization)
     model = PeftModel.from_pretrained(base, str(model_dir)).eval()
     tokenizer = load_tokenizer(str(model_dir), builtin_dir, trust_remote_code=trust_remote_code)
     return LoadedModel(model, tokenizer, card.task, card.model_kind)

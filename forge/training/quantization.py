@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from forge.modeling.quantization import BaseQuantization
 from forge.schemas import TrainingRequest
 from forge.training.options import ResolvedOptions
 
 
-def quantization_config(request: TrainingRequest, options: ResolvedOptions, *,
-                        keep_full_precision: tuple[str, ...] = ()) -> Any:
-    """bitsandbytes settings for strategy qlora, else None.
+def base_quantization(request: TrainingRequest, options: ResolvedOptions, *,
+                      keep_full_precision: tuple[str, ...] = ()) -> Optional[BaseQuantization]:
+    """How strategy qlora quantizes the base (load_model turns it into bitsandbytes settings), else None.
 
     `keep_full_precision`: modules that are trained in full (a task head), which
     therefore must not be quantized. The playground rebuilds the same settings from
-    the model card (forge.modeling.quantization.card_quantization).
+    the model card (ModelCard.quantization).
     """
     if not (options.quantize_4bit or options.quantize_8bit):
         return None
@@ -23,7 +23,7 @@ def quantization_config(request: TrainingRequest, options: ResolvedOptions, *,
         bits=8 if options.quantize_8bit else 4, quant_type=request.bnb_4bit_quant_type,
         compute_dtype=options.bnb_4bit_compute_dtype, double_quant=request.use_nested_quant,
         full_precision=keep_full_precision,
-    ).transformers_config()
+    )
 
 
 def prepare_for_training(model: Any) -> Any:

@@ -87,9 +87,9 @@ class RecipeContext:
     def base_model(self, kind: str, *, keep_full_precision: tuple[str, ...] = (), **model_kwargs: Any):
         """The job's base model of `kind`, quantized (and prepared for k-bit training) when the strategy is qlora."""
         from forge.modeling.loading import load_model
-        from forge.training.quantization import prepare_for_training, quantization_config
+        from forge.training.quantization import base_quantization, prepare_for_training
 
-        quantization = quantization_config(self.request, self.spec.options, keep_full_precision=keep_full_precision)
+        quantization = base_quantization(self.request, self.spec.options, keep_full_precision=keep_full_precision)
         model = load_model(kind, self.spec.model_source, self.builtin_dir, trust_remote_code=self.spec.trust_remote_code,
                            quantization=quantization, placement=self.placement, **model_kwargs)
         return prepare_for_training(model) if quantization is not None else model

@@ -12,7 +12,7 @@ import pytest
 from forge.schemas import TrainingRequest
 from forge.training.options import Hardware, resolve_options
 from forge.modeling.loading import load_model
-from forge.training.quantization import quantization_config
+from forge.training.quantization import base_quantization
 
 
 
@@ -20,7 +20,7 @@ def _quantization(**fields):
     request = TrainingRequest(task="text-generation", model_name="forge/tiny-llama", dataset="d", strategy="qlora",
                               **fields)
     options, _ = resolve_options(request, Hardware(cpus=2))
-    return quantization_config(request, options)
+    return base_quantization(request, options)
 
 
 @pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
@@ -49,7 +49,7 @@ def test_qlora_with_use_8bit_loads_8bit(builtin_dir: Path):
 def test_sft_does_not_quantize():
     request = TrainingRequest(task="text-generation", model_name="forge/tiny-llama", dataset="d", use_4bit=True)
     options, notes = resolve_options(request, Hardware(cpus=2))
-    assert quantization_config(request, options) is None
+    assert base_quantization(request, options) is None
     assert any("qlora only" in n for n in notes)
 
 
@@ -60,6 +60,6 @@ def test_a_trained_task_head_stays_in_full_precision(builtin_dir: Path):
                               strategy="qlora")
     options, _ = resolve_options(request, Hardware(cpus=2))
     model = load_model("question-answering", "forge/tiny-bert", builtin_dir,
-                       quantization=quantization_config(request, options, keep_full_precision=("qa_outputs",)))
+                       quantization=base_quantization(request, options, keep_full_precision=("qa_outputs",)))
     assert not isinstance(model.qa_outputs, bnb.nn.Linear4bit)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
