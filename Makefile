@@ -5,24 +5,29 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# No bytecode compiled at install: pip would compile every module of torch and CUDA
+# (half of a fresh install's time); Python compiles what is imported, once, on first use.
+PIP_INSTALL = pip install --quiet --no-compile
 # The unsloth provider runs in its own venv (see envs/unsloth.txt); about 7 GB.
 UNSLOTH_VENV := .venv-unsloth
 UNSLOTH_STAMP := $(UNSLOTH_VENV)/.installed
 
 export RAY_TRAIN_ENABLE_PRINT_PATCH := 0
+# The two venvs are independent: a fresh `make test` or `make serve` installs them side by side.
+MAKEFLAGS += --jobs=2
 
 .PHONY: serve test install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/$(PIP_INSTALL) -e '.[test]'
 	touch $(STAMP)
 
 $(UNSLOTH_STAMP): envs/unsloth.txt pyproject.toml
 	test -x $(UNSLOTH_VENV)/bin/python || $(PYTHON) -m venv $(UNSLOTH_VENV)
-	$(UNSLOTH_VENV)/bin/pip install --quiet -r envs/unsloth.txt
+	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) -r envs/unsloth.txt
 	# forge itself, without the core's pins: the workers import the project's recipes.
-	$(UNSLOTH_VENV)/bin/pip install --quiet --no-deps -e .
+	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) --no-deps -e .
 	touch $(UNSLOTH_STAMP)
 
 install: $(STAMP) $(UNSLOTH_STAMP)

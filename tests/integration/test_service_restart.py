@@ -36,9 +36,7 @@ class ServeProcess:
     def __init__(self, config: Path, home: Path, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FORGE_"))}
         # RAY_ADDRESS=local: `serve run` starts its own instance, as on a machine with no other Ray.
-        # Two jobs at once: a short one finishes beside the one Ctrl-C cuts off.
-        env.update(FORGE_HOME=str(home), FORGE_MAX_CONCURRENT_JOBS="2", RAY_TRAIN_ENABLE_PRINT_PATCH="0",
-                   RAY_ADDRESS="local")
+        env.update(FORGE_HOME=str(home), RAY_TRAIN_ENABLE_PRINT_PATCH="0", RAY_ADDRESS="local")
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "serve"), "run", str(config)], cwd=REPO, env=env,
@@ -77,13 +75,14 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
     try:
         first.wait_healthy(service.url)
         dataset = service.upload(SAMPLE_DATASET, name="restart.jsonl").json()["filename"]
-        # Two jobs side by side: one finishes, one is cut off. Checkpoints every 25 steps come a
-        # few seconds in, long before step 250 (batch 16: tens of milliseconds per tiny step).
+        # Two jobs, one after the other (on two cores, side by side is slower): one finishes, the
+        # next is cut off. Its checkpoints every 25 steps come a few seconds in, long before step
+        # 200 (batch 16: about a tenth of a second per tiny step; the service takes seconds to stop).
         done = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
-        cut_off = service.start(dataset=dataset, max_steps=250, save_steps=25, per_device_train_batch_size=16,
-                                gradient_accumulation_steps=1, eval_split=0).json()["job_id"]
         finished = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, done)
         assert finished["status"] == "completed"
+        cut_off = service.start(dataset=dataset, max_steps=200, save_steps=25, per_device_train_batch_size=16,
+                                gradient_accumulation_steps=1, eval_split=0).json()["job_id"]
         wait_for_registered_checkpoint(service, cut_off)
         before = {
             "models": service.get("/api/models").json(),
@@ -92,7 +91,7 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         }
         model_files = _digest(home / "models" / str(finished["model_id"]))
         running = service.status(cut_off)
-        assert running["status"] == "training" and running["current_step"] < 250, running
+        assert running["status"] == "training" and running["current_step"] < 200, running
     finally:
         first.interrupt()
     assert first.process.returncode is not None
@@ -114,7 +113,7 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         resumed = service.post(f"/api/jobs/{cut_off}/resume")
         assert resumed.status_code == 200, resumed.text
         final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, cut_off, timeout=300)
-        assert final["status"] == "completed" and final["current_step"] == 250, final
+        assert final["status"] == "completed" and final["current_step"] == 200, final
         events = service.events(cut_off)
         # The manager named the checkpoint Ray Train really resumed from.
         assert f"workers started, continuing from the checkpoint at step {checkpoint_step}" in [

@@ -1,9 +1,12 @@
-"""Every task and strategy trains for real over HTTP, on the built-in offline models.
+"""Every task trains for real over HTTP, on the built-in offline models.
 
-One test per row of the capability table: upload the shipped example dataset,
-train, wait for completion, then check the task's metrics, that a training
-signal moved the right way, and that the trained model answers differently from
-its untrained base in the playground.
+One test per task, through the whole service: upload the shipped example dataset,
+train, wait for completion, then check the task's metrics, that a training signal
+moved the right way, and that the trained model answers differently from its
+untrained base in the playground. The REST, Ray Train and playground paths differ
+by task; the catalog's other rows (strategies of the same task) differ only in
+their recipe and train in-process: tests/training/test_recipe_rows.py and
+test_rlhf_recipe.py.
 """
 
 from __future__ import annotations
@@ -92,49 +95,12 @@ def test_text_generation_qlora(service: Service, uploaded: dict):
     assert substituted == (ray.cluster_resources().get("GPU", 0) == 0)
 
 
-def test_text_generation_sft_on_chat_messages(service: Service, uploaded: dict):
-    detail = train(service, uploaded["chat"], task="text-generation", model_name="forge/tiny-llama",
-                   num_train_epochs=2)
-    metrics = detail["metrics"]
-    assert_finite(metrics, "final_loss", "eval_loss", "perplexity")
-    assert metrics["final_loss"] < metrics["first_loss"]
 
 
-def test_text_generation_dpo(service: Service, uploaded: dict):
-    detail = train(service, uploaded["preference"], task="text-generation", model_name="forge/tiny-llama",
-                   strategy="dpo", num_train_epochs=2)
-    metrics = detail["metrics"]
-    assert_finite(metrics, "final_loss", "reward_accuracy", "reward_margin", "train_reward_accuracy")
-    assert metrics["train_reward_accuracy"] > 0.5
-    assert metrics["reward_margin"] > 0
-    prompt = "What is 4 plus 4?"
-    trained = generate(service, detail["id"], prompt=prompt)
-    assert trained["generated_text"] != base_answer(service, "forge/tiny-llama", "text-generation", "causal-lm",
-                                                    prompt=prompt)["generated_text"]
 
-
-def test_text_generation_rlhf_reward_model_then_policy(service: Service, uploaded: dict):
-    detail = train(service, uploaded["preference"], task="text-generation", model_name="forge/tiny-llama",
-                   strategy="rlhf", num_train_epochs=2)
-    metrics = detail["metrics"]
-    assert_finite(metrics, "reward_model_accuracy", "policy_reward_before", "policy_reward_after", "final_loss")
-    assert metrics["reward_model_accuracy"] > 0.8
-    # The policy learned what the reward model prefers: its sampled answers to held-out
-    # prompts score higher after the policy stage than before it.
-    assert metrics["policy_reward_after"] > metrics["policy_reward_before"]
-    assert metrics["train_steps"] > 0 and math.isfinite(metrics["final_mean_reward"])
-    model_dir = Path(service.home) / "models" / str(detail["id"])
-    assert (model_dir / "reward_model" / "adapter_model.safetensors").is_file()
-    prompt = "What is 3 plus 3?"
-    trained = generate(service, detail["id"], prompt=prompt)
-    assert trained["generated_text"] != base_answer(service, "forge/tiny-llama", "text-generation", "causal-lm",
-                                                    prompt=prompt)["generated_text"]
-
-
-@pytest.mark.parametrize("strategy", ["sft", "qlora"])
-def test_summarization_seq2seq(service: Service, uploaded: dict, strategy: str):
+def test_summarization_seq2seq(service: Service, uploaded: dict):
     detail = train(service, uploaded["summarization"], task="summarization", model_name="forge/tiny-t5",
-                   strategy=strategy, num_train_epochs=3)
+                   num_train_epochs=3)
     metrics = detail["metrics"]
     assert_finite(metrics, "final_loss", "eval_loss", "rouge1", "rouge2", "rougeL")
     assert all(0 <= metrics[k] <= 1 for k in ("rouge1", "rouge2", "rougeL"))
@@ -145,16 +111,10 @@ def test_summarization_seq2seq(service: Service, uploaded: dict, strategy: str):
     assert trained["generated_text"] != base["generated_text"]
 
 
-def test_summarization_with_a_decoder_only_model(service: Service, uploaded: dict):
-    detail = train(service, uploaded["summarization"], task="summarization", model_name="forge/tiny-llama",
-                   max_steps=8)
-    assert_finite(detail["metrics"], "final_loss", "eval_loss", "rouge1", "rougeL")
 
-
-@pytest.mark.parametrize("strategy", ["sft", "qlora"])
-def test_extractive_question_answering(service: Service, uploaded: dict, strategy: str):
+def test_extractive_question_answering(service: Service, uploaded: dict):
     detail = train(service, uploaded["extractive_qa"], task="extractive-question-answering",
-                   model_name="forge/tiny-bert", strategy=strategy, num_train_epochs=2,
+                   model_name="forge/tiny-bert", num_train_epochs=2,
                    per_device_train_batch_size=4)
     metrics = detail["metrics"]
     assert_finite(metrics, "final_loss", "exact_match", "f1")

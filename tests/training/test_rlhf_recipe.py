@@ -2,15 +2,19 @@
 
 Real TRL RewardTrainer and GRPOTrainer on forge/tiny-llama and the shipped
 preference pairs; a plain folder stands in for Ray Train's checkpoint storage.
+This is also the catalog's rlhf row (test_recipe_rows.py has the others): the
+trained policy, loaded and prompted as the playground does, answers unlike its base.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import pytest
 from recording import RecordingLink, make_spec
 
+from forge.playground.responder import load_base_model, load_trained_model, respond
+from forge.schemas import GenerateRequest
 from forge.training.checkpoints import FolderCheckpoints, list_checkpoints
 from forge.training.entry import run_training
 
@@ -44,6 +48,17 @@ def test_rlhf_stopped_in_the_policy_stage_resumes_there_with_the_same_reward_mod
     # No reward-model training this time: every step reported is past the checkpoint.
     assert min(second.steps()) == policy_checkpoint
     metrics = outcome["metrics"]
+    for name in ("reward_model_accuracy", "policy_reward_before", "policy_reward_after", "final_loss",
+                 "final_mean_reward"):
+        assert isinstance(metrics.get(name), (int, float)) and math.isfinite(metrics[name]), (name, metrics)
     assert metrics["reward_model_accuracy"] > 0.8
+    # The policy learned what the reward model prefers: its sampled answers to held-out
+    # prompts score higher after the policy stage than before it.
     assert metrics["policy_reward_after"] > metrics["policy_reward_before"]
-    assert (Path(spec("b").output_dir) / "reward_model" / "adapter_model.safetensors").is_file()
+    assert metrics["train_steps"] > 0
+    model_dir = Path(spec("b").output_dir)
+    assert (model_dir / "reward_model" / "adapter_model.safetensors").is_file()
+    request = GenerateRequest(model_id=1, prompt="What is 3 plus 3?", max_new_tokens=16, temperature=0, top_p=1.0)
+    trained = respond(load_trained_model(model_dir, builtin_dir), request)["generated_text"]
+    base = respond(load_base_model("forge/tiny-llama", builtin_dir, "text-generation"), request)["generated_text"]
+    assert trained != base
