@@ -1,11 +1,18 @@
-"""Shared by the bench scripts that measure the running service: the whole service in
-this process's own Ray instance (2 CPUs), Serve's HTTP proxy on a free loopback port,
-and the few REST calls every such script makes (through forge.client), each ending the
-script with SystemExit when it fails.
+"""Shared by the bench scripts that measure the running service, and the few REST calls every
+such script makes (through forge.client), each ending the script with SystemExit when it fails.
+
+The service is either the script's own (the default: this process's own Ray instance on
+2 CPUs, Serve's HTTP proxy on a free loopback port, a temporary FORGE_HOME), or one that
+is already running (--url, --home): an operator's deployment, or the test session's. A
+running service is someone else's, so the script leaves it as it found it: it stops the
+jobs it started that are still running and deletes the models they trained. Its uploaded
+datasets stay (the API deletes no dataset), and its settings are that service's: each
+script's docstring says what it does differently there.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 from collections.abc import Iterator
@@ -16,11 +23,42 @@ from typing import Any
 import requests
 
 from forge.client import ForgeClient, ForgeClientError, JobEndedError
+from forge.schemas import TERMINAL_STATUSES
+
+
+def service_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url, --home and --dashboard: measure a service that is already running instead of starting one."""
+    group = parser.add_argument_group("a running service (default: the script starts its own)")
+    group.add_argument("--url", help="the service's base URL, e.g. http://127.0.0.1:8000")
+    group.add_argument("--home", type=Path,
+                       help="that service's FORGE_HOME, on this machine and local storage (needed with --url: "
+                            "the baselines load the files the service built and trained)")
+    group.add_argument("--dashboard",
+                       help="that service's Ray dashboard, e.g. http://127.0.0.1:8265 (serving.py reads its "
+                            "processes from Ray's state API; a cluster with token authentication, a local "
+                            "one's default, also needs RAY_AUTH_MODE=token in this script's environment)")
 
 
 class BenchService:
-    def __init__(self, home: Path, *, dashboard: bool = True, **forge_env: str) -> None:
-        """`forge_env`: FORGE_* settings on top of FORGE_HOME; `dashboard`: start Ray's (the state API needs it)."""
+    """The service at `url` whose FORGE_HOME is `home`; `dashboard`: its Ray dashboard, when known."""
+
+    def __init__(self, url: str, home: Path, dashboard: str | None = None, *, owned: bool = False) -> None:
+        self.url = url.rstrip("/")
+        self.home = home
+        self.dashboard = dashboard
+        # Ours to shut down (started by this script), or a running one to leave as found.
+        self.owned = owned
+        self.jobs: list[str] = []  # the jobs this script started, in order
+        # One kept-alive connection: the bench calls from one thread, and what it times is the service.
+        # Posts may train or upload for minutes: 600 s, and gets 120 s.
+        self.client = ForgeClient(self.url, timeout=600, session=requests.Session())
+
+    @classmethod
+    def launch(cls, home: Path, *, dashboard: bool = True, **forge_env: str) -> "BenchService":
+        """The whole service in this process's own Ray instance, with FORGE_HOME `home`.
+
+        `forge_env`: FORGE_* settings on top of FORGE_HOME; `dashboard`: start Ray's (the state API needs it).
+        """
         import ray
         from ray import serve
 
@@ -31,22 +69,49 @@ class BenchService:
         # "local": a fresh instance of our own, never a cluster that something else started.
         context = ray.init(address="local", num_cpus=2, namespace="modelforge-bench", log_to_driver=False,
                            include_dashboard=dashboard)
-        self.dashboard = f"http://{context.dashboard_url}" if dashboard else None
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         from deployments.app import AppArgs, build_app
 
         serve.run(build_app(AppArgs()), name="modelforge", route_prefix="/")
-        self.url = f"http://127.0.0.1:{port}"
-        # One kept-alive connection: the bench calls from one thread, and what it times is the service.
-        # Posts may train or upload for minutes: 600 s, and gets 120 s.
-        self.client = ForgeClient(self.url, timeout=600, session=requests.Session())
+        return cls(f"http://127.0.0.1:{port}", home, f"http://{context.dashboard_url}" if dashboard else None,
+                   owned=True)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, home: Path, *, dashboard: bool = True,
+                  **forge_env: str) -> "BenchService":
+        """The running service that --url names, or (without it) one launched with FORGE_HOME `home`.
+
+        `dashboard`: whether this script reads Ray's state (a running service's then comes from --dashboard).
+        """
+        if not args.url:
+            return cls.launch(home, dashboard=dashboard, **forge_env)
+        if args.home is None:
+            raise SystemExit("--url needs --home: that service's FORGE_HOME")
+        if dashboard and not args.dashboard:
+            # No default: on a shared machine 8265 may be another cluster's, and we would measure its processes.
+            raise SystemExit("--url needs --dashboard here: that service's Ray dashboard")
+        return cls(args.url, args.home.resolve(), args.dashboard)
 
     def close(self) -> None:
+        """Shut our own service down; leave a running one as it was found."""
+        if not self.owned:
+            return self._clean_up()
         import ray
         from ray import serve
 
         serve.shutdown()
         ray.shutdown()
+
+    def _clean_up(self) -> None:
+        """Stop this script's jobs that still run (a failed bench may leave one training) and delete their models."""
+        for job_id in self.jobs:
+            with _or_exit():
+                status = self.client.status(job_id)
+                if status["status"] not in TERMINAL_STATUSES:
+                    self.client.stop(job_id)
+                    status = self.client.wait(job_id, TERMINAL_STATUSES, timeout=300)
+                if status.get("model_id") is not None:
+                    self.client.delete_model(status["model_id"])
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.client.get(path, **{"timeout": 120, **kwargs})
@@ -57,6 +122,12 @@ class BenchService:
         if response.status_code != 200:
             raise SystemExit(f"POST {path} answered {response.status_code}: {response.text[:1000]}")
         return response
+
+    def start_job(self, body: dict) -> str:
+        """POST /api/start_training with `body`; the job's id, remembered for close()."""
+        job_id = self.post("/api/start_training", json=body).json()["job_id"]
+        self.jobs.append(job_id)
+        return job_id
 
     def upload(self, path: Path) -> str:
         """The stored name of the JSONL file at `path`, uploaded as multipart."""

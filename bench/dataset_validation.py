@@ -28,7 +28,7 @@ WORDS = ("the a river model answer question green boat island harbour apple engi
          "letter window garden bridge mountain picture kitchen computer message story").split()
 
 
-def generate(path: Path, megabytes: int) -> None:
+def generate(path: Path, megabytes: float) -> None:
     """Text-generation pairs with varied lengths, written in 1 MB blocks."""
     rng = random.Random(0)
     target = megabytes * 1024 * 1024

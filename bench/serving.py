@@ -20,7 +20,19 @@ Ours and the baseline alternate, several repetitions each; figures are medians.
 The full run trains on a moderately sized random Llama (hidden 512, 8 layers,
 the built-in tokenizer); --quick uses forge/tiny-llama and small files.
 
-    .venv/bin/python bench/serving.py [--repeats 3] [--quick] [--write]
+With --url, --home and --dashboard it measures a service that is already running
+instead of starting one. It must run on this machine with local storage: the plain
+process loads the trained models from its FORGE_HOME, and the RSS figures find its
+processes through its Ray dashboard. That service keeps its own settings, so two
+things differ from a run on our own service (2 jobs at once, 4 GB uploads): the two
+models of (3) train one after the other (a service allows one job at a time by
+default), which changes no figure; and the uploads must fit its FORGE_MAX_UPLOAD_MB
+(1024 by default, too small for the full run's 1 GB file: pass --upload-mb), so
+--quick uploads 0.5 and 1.5 MB there (the test session allows 2). The uploads stay
+in its datasets (the API deletes none); the models this script trained are deleted.
+
+    .venv/bin/python bench/serving.py [--repeats 3] [--quick] [--write] [--upload-mb MB ...]
+        [--url URL --home FORGE_HOME --dashboard URL]
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
-from _service import BenchService
+from _service import BenchService, service_arguments
 from _table import REPO, bench_arguments, machine, write_table
 from dataset_validation import generate as generate_jsonl
 
@@ -55,17 +67,18 @@ MODERATE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8
 
 # ------------------------------------------------------------------ the service
 
-class Service(BenchService):
-    """The service with a limit of 2 jobs and 4 GB uploads, and this benchmark's requests."""
+# The settings of the service this script starts: 2 jobs side by side, 4 GB uploads (1 GB files and more).
+SETTINGS = {"FORGE_MAX_UPLOAD_MB": "4096", "FORGE_STOP_GRACE_S": "20", "FORGE_MAX_CONCURRENT_JOBS": "2"}
 
-    def __init__(self, home: Path) -> None:
-        super().__init__(home, FORGE_MAX_UPLOAD_MB="4096", FORGE_STOP_GRACE_S="20", FORGE_MAX_CONCURRENT_JOBS="2")
+
+class Service(BenchService):
+    """The service and this benchmark's requests."""
 
     def start(self, base: Path, dataset: str, **fields: Any) -> str:
         body = {"task": "text-generation", "model_name": str(base), "provider": "huggingface", "strategy": "sft",
                 "dataset": dataset, "eval_split": 0, "learning_rate": 5e-3, "per_device_train_batch_size": 2,
                 "gradient_accumulation_steps": 1, **fields}
-        return self.post("/api/start_training", json=body).json()["job_id"]
+        return self.start_job(body)
 
     def train(self, base: Path, dataset: str, **fields: Any) -> int:
         return self.wait(self.start(base, dataset, **fields), {"completed"})["model_id"]
@@ -266,6 +279,9 @@ def main() -> None:
     parser = bench_arguments("tiny model, short windows, small files (smoke test)")
     parser.add_argument("--child-generate", nargs=2, metavar=("MODEL_DIR", "BUILTIN_DIR"))
     parser.add_argument("--child-copy", nargs=2, metavar=("PATH", "FOLDER"))
+    parser.add_argument("--upload-mb", nargs="+", type=float, metavar="MB",
+                        help="the upload figures' file sizes (default 100 1024; --quick: 2 8, 0.5 1.5 with --url)")
+    service_arguments(parser)
     args = parser.parse_args()
     if args.child_generate:
         return child_generate(*args.child_generate)
@@ -278,14 +294,15 @@ def main() -> None:
     settle_s = 1.0 if quick else 8.0
     new_tokens = 16 if quick else 64
     generations = 3 if quick else 5  # per repetition and side
-    sizes_mb = [2, 8] if quick else [100, 1024]
+    # A running service's upload limit is its own: --quick keeps under 2 MB there (the test session's limit).
+    sizes_mb = args.upload_mb or ([100, 1024] if not quick else [2, 8] if not args.url else [0.5, 1.5])
     load_workers = 1 if quick else 2  # the job training while status is measured: both cores, or (quick) one
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="forge-bench-serving-") as tmp:
         tmp_dir = Path(tmp)
-        home = tmp_dir / "home"
-        log("starting the service")
-        service = Service(home)
+        log(f"measuring the service at {args.url}" if args.url else "starting the service")
+        service = Service.from_args(args, tmp_dir / "home", **SETTINGS)
+        home = service.home
         try:
             builtin_dir = home / "builtin"
             dataset = service.post("/api/upload_dataset", files={"file": ("bench.jsonl", DATASET.read_bytes())}
@@ -316,9 +333,14 @@ def main() -> None:
                 log(f"repetition {r}: status and health load, idle")
                 latency["idle"] += status_load(service.url, "/api/training_status", window_s)
                 latency["health"] += status_load(service.url, "/api/health", window_s)
-                # Two models of base r, trained side by side (one worker each).
-                jobs = [service.start(bases[r], dataset, max_steps=2, learning_rate=lr) for lr in (5e-3, 2e-2)]
-                first, second = (service.wait(j, {"completed"})["model_id"] for j in jobs)
+                # Two models of base r: side by side (one worker each) in our service; one after the
+                # other in a running one, which may allow a single job. Only the time to get them differs.
+                if service.owned:
+                    jobs = [service.start(bases[r], dataset, max_steps=2, learning_rate=lr) for lr in (5e-3, 2e-2)]
+                    first, second = (service.wait(j, {"completed"})["model_id"] for j in jobs)
+                else:
+                    first, second = (service.train(bases[r], dataset, max_steps=2, learning_rate=lr)
+                                     for lr in (5e-3, 2e-2))
                 log(f"repetition {r}: cold load, then adapter switch")
                 for kind, model_id in (("cold", first), ("switch", second)):
                     wall_ms, result = service.generate(model_id, new_tokens)
@@ -377,27 +399,28 @@ def main() -> None:
             pids = {"ingress": service.actor_pid("ServeReplica:modelforge:ApiIngress"),
                     "proxy": service.actor_pid("ProxyActor")}
             for megabytes in sizes_mb:
-                path = tmp_dir / f"upload-{megabytes}mb.jsonl"
+                path = tmp_dir / f"upload-{megabytes:g}mb.jsonl"
                 generate_jsonl(path, megabytes)
-                log(f"uploads of {megabytes} MB, alternating with the plain copy")
+                log(f"uploads of {megabytes:g} MB, alternating with the plain copy")
                 size_mb = path.stat().st_size / 1024 / 1024
                 sent: list[dict] = []
                 copied: list[dict] = []
                 for attempt in range(repeats):
                     with RssSampler(pids) as rss:
-                        seconds = upload(service.url, path, f"upload-{megabytes}-{attempt}.jsonl")
+                        seconds = upload(service.url, path, f"upload-{megabytes:g}-{attempt}.jsonl")
                     sent.append({"seconds": seconds, "peak": sum(rss.peak.values()),
                                  "before": sum(rss.before.values())})
-                    for stored in (home / "datasets").glob(f"upload-{megabytes}-*"):
-                        stored.unlink()  # keep the temp disk small; the registry entry is harmless here
+                    if service.owned:  # a running service's datasets are its registry's, files included
+                        for stored in (home / "datasets").glob(f"upload-{megabytes:g}-*"):
+                            stored.unlink()  # keep the temp disk small; the registry entry is harmless here
                     done = subprocess.run([sys.executable, __file__, "--child-copy", str(path), str(tmp_dir)],
                                           capture_output=True, text=True, cwd=REPO, check=True)
                     copied.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 path.unlink()
-                rows.append(row(f"upload MB/s, {megabytes} MB, HTTP vs plain copy + validate_jsonl",
+                rows.append(row(f"upload MB/s, {megabytes:g} MB, HTTP vs plain copy + validate_jsonl",
                                 size_mb / median(sent, "seconds"), size_mb / median(copied, "seconds"),
                                 "-", repeats))
-                rows.append(row(f"upload RSS MB of ingress + proxy, {megabytes} MB, peak during vs before",
+                rows.append(row(f"upload RSS MB of ingress + proxy, {megabytes:g} MB, peak during vs before",
                                 median(sent, "peak"), median(sent, "before"),
                                 "same at every size (memory flat in file size)", repeats))
         finally:

@@ -16,7 +16,14 @@ Both sides time their steps the same way: a step's time is when its log is
 written, `num_tokens` is TRL's running count of train tokens. Ours reads both
 from the job's metric history (GET /api/jobs/{job_id}/metrics).
 
-    .venv/bin/python bench/training.py [--repeats 3] [--quick] [--write]
+With --url and --home it measures a service that is already running on this machine
+instead of starting one (the baseline loads forge/tiny-llama from its FORGE_HOME, as
+the service's workers do). The jobs run one at a time there too, under that service's
+settings: with FORGE_SPARE_RUNNER=0, say, a start figure includes starting a runner.
+The uploaded dataset stays in its datasets (the API deletes none); the models this
+script trained are deleted.
+
+    .venv/bin/python bench/training.py [--repeats 3] [--quick] [--write] [--url URL --home FORGE_HOME]
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-from _service import BenchService
+from _service import BenchService, service_arguments
 from _table import REPO, bench_arguments, machine, write_table
 
 SAMPLE = REPO / "examples" / "datasets" / "text_generation.jsonl"
@@ -126,15 +133,12 @@ def run_baseline(model_dir: Path, dataset: Path, steps: int) -> dict:
 
 
 class Service(BenchService):
-    """The service with its default settings; no Ray dashboard, which nothing here reads."""
-
-    def __init__(self, home: Path) -> None:
-        super().__init__(home, dashboard=False)
+    """The service (ours with its default settings) and this benchmark's job."""
 
     def train(self, body: dict) -> dict:
         """One job, start to finish; its figures from the metric history."""
         started = time.time()
-        job_id = self.post("/api/start_training", json=body).json()["job_id"]
+        job_id = self.start_job(body)
         self.wait(job_id, {"completed"}, poll_s=0.5)  # polled gently: the status is not what is timed
         history = self.metrics(job_id)
         return figures(started, [(datetime.fromisoformat(m["logged_at"]).timestamp(), m["num_tokens"])
@@ -170,6 +174,7 @@ def main() -> None:
     parser = bench_arguments("one short repetition, tiny model, one worker (smoke test)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL_DIR", "DATASET"))
     parser.add_argument("--steps", type=int)
+    service_arguments(parser)
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.steps)
@@ -182,19 +187,19 @@ def main() -> None:
     from forge.builtin import ensure_builtin
 
     with tempfile.TemporaryDirectory(prefix="forge-bench-") as folder:
-        home = Path(folder) / "home"
-        # Built where the service looks for it, so its runner finds it ready; the baseline loads the same files.
-        tiny = ensure_builtin("forge/tiny-llama", home / "builtin")
-        models = {"tiny": ("forge/tiny-llama", tiny)}
-        if steps["large"]:
-            large = build_large(tiny, Path(folder) / "llama-512x8")
-            models["large"] = (str(large), large)
-        dataset = Path(folder) / "bench_text_generation.jsonl"
-        rows = SAMPLE.read_text().splitlines()
-        dataset.write_text("\n".join(rows * 20) + "\n")  # enough rows that a run is one epoch
-
-        service = Service(home)
+        # No Ray dashboard: nothing here reads Ray's state.
+        service = Service.from_args(args, Path(folder) / "home", dashboard=False)
         try:
+            # Built where the service looks for it, so its runner finds it ready; the baseline loads the same
+            # files. (A running service building it at the same time waits: ensure_builtin holds a file lock.)
+            tiny = ensure_builtin("forge/tiny-llama", service.home / "builtin")
+            models = {"tiny": ("forge/tiny-llama", tiny)}
+            if steps["large"]:
+                large = build_large(tiny, Path(folder) / "llama-512x8")
+                models["large"] = (str(large), large)
+            dataset = Path(folder) / "bench_text_generation.jsonl"
+            rows = SAMPLE.read_text().splitlines()
+            dataset.write_text("\n".join(rows * 20) + "\n")  # enough rows that a run is one epoch
             uploaded = service.upload(dataset)
             results: dict[tuple[str, str], list[dict]] = {}
             for round_ in range(repeats * tiny_rounds):
