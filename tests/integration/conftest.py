@@ -3,6 +3,9 @@
 Everything is real: Ray, Serve's HTTP proxy on a free loopback port, the
 TrainingManager actor, Ray Train workers training the built-in tiny model, and
 the SQLite registry under a temporary FORGE_HOME.
+
+Every REST training job costs about 17 s of Ray Train start-up however short it is,
+so tests that only need some completed job or trained model share `trained_models`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support import Service, free_port
+from support import SAMPLE_DATASET, Service, free_port
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +47,27 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained_models(service: Service) -> list[dict]:
+    """Two short completed jobs of forge/tiny-llama, trained one after the other: their final statuses.
+
+    Each status has the job's `job_id` and its registered `model_id`. The two learning
+    rates make the models answer differently (test_playground_adapters.py relies on it).
+    Shared by every module that asks for it, in whichever order they run: no test may
+    delete these models.
+    """
+    from forge.schemas import TERMINAL_STATUSES
+
+    upload = service.upload(SAMPLE_DATASET, name="trained_models.jsonl")
+    assert upload.status_code == 200, upload.text
+    finals = []
+    for learning_rate in (5e-3, 3e-2):
+        started = service.start(dataset=upload.json()["filename"], max_steps=3, eval_split=0,
+                                learning_rate=learning_rate)
+        assert started.status_code == 200, started.text
+        final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, started.json()["job_id"])
+        assert final["status"] == "completed", final
+        finals.append(final)
+    return finals

@@ -139,23 +139,20 @@ def test_a_killed_manager_restarts_and_the_interrupted_job_resumes(service: Serv
     assert metric_steps == list(range(1, 151))
 
 
-@pytest.fixture(scope="module")
-def completed(service: Service, dataset: str) -> dict:
-    """A short job that completed: its final status (shared: one job serves both tests below)."""
-    job_id = service.start(dataset=dataset, max_steps=2, eval_split=0).json()["job_id"]
-    final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)
-    assert final["status"] == "completed", final
-    return final
-
-
-def test_resume_answers_404_and_409_in_the_error_format(service: Service, completed: dict):
+def test_resume_answers_404_and_409_in_the_error_format(service: Service, trained_models: list[dict]):
+    # Any completed job will do: one of the session's shared ones (conftest.py); a refused resume leaves it as it is.
+    completed = trained_models[0]
     assert_error_shape(service.post("/api/jobs/train_000000000000/resume"), 404)
     body = assert_error_shape(service.post(f"/api/jobs/{completed['job_id']}/resume"), 409)
     assert "completed" in body["detail"]
 
 
-def test_a_killed_playground_replica_is_replaced_and_the_next_request_succeeds(service: Service, completed: dict):
-    body = {"model_id": completed["model_id"], "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0}
+def test_a_killed_playground_replica_is_replaced_and_the_next_request_succeeds(service: Service,
+                                                                              trained_models: list[dict]):
+    # Any trained model will do: the session's shared ones (conftest.py). Killing the replicas
+    # leaves them registered; a replacement replica loads them again when asked.
+    model_id = trained_models[0]["model_id"]
+    body = {"model_id": model_id, "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0}
     first = service.post("/api/playground/generate", json=body)
     assert first.status_code == 200, first.text
 

@@ -3,6 +3,11 @@
 A Playground replica keeps one base model per base source and loads each trained
 model onto it as a LoRA adapter; switching between them must never mix them up,
 also not when requests for both arrive at once.
+
+The models are the session's `trained_models` (conftest.py). test_faults.py kills the
+Playground replicas, before or after this module; Serve replaces them, and a replica
+loads a model when the first request for it arrives, so each test here asks for what
+it checks first.
 """
 
 from __future__ import annotations
@@ -11,28 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import SAMPLE_DATASET, Service
-
-from forge.schemas import TERMINAL_STATUSES
+from support import Service
 
 pytestmark = pytest.mark.integration
 
 PROMPT = "What is 3 plus 4?"
-
-
-@pytest.fixture(scope="module")
-def two_models(service: Service) -> list[int]:
-    upload = service.upload(SAMPLE_DATASET, name="adapters.jsonl")
-    assert upload.status_code == 200, upload.text
-    ids = []
-    for learning_rate in (5e-3, 3e-2):
-        started = service.start(dataset=upload.json()["filename"], max_steps=3, eval_split=0,
-                                learning_rate=learning_rate)
-        assert started.status_code == 200, started.text
-        final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, started.json()["job_id"])
-        assert final["status"] == "completed", final
-        ids.append(final["model_id"])
-    return ids
 
 
 def _generate(service: Service, model_id: int) -> str:
@@ -42,9 +30,11 @@ def _generate(service: Service, model_id: int) -> str:
     return response.json()["generated_text"]
 
 
-def test_two_adapters_of_one_base_answer_as_each_does_alone(service: Service, two_models: list[int]):
+def test_two_adapters_of_one_base_answer_as_each_does_alone(service: Service, trained_models: list[dict]):
     from forge.playground.responder import load_trained_model, respond
     from forge.schemas import GenerateRequest
+
+    first, second = (final["model_id"] for final in trained_models)
 
     # Each model alone: its base and adapter loaded on their own, in this process.
     def request(model_id: int) -> GenerateRequest:
@@ -52,10 +42,9 @@ def test_two_adapters_of_one_base_answer_as_each_does_alone(service: Service, tw
 
     alone = {model_id: respond(load_trained_model(Path(service.home) / "models" / str(model_id),
                                                   Path(service.home) / "builtin"), request(model_id))["generated_text"]
-             for model_id in two_models}
+             for model_id in (first, second)}
     assert len(set(alone.values())) == 2, "the two trained models should answer differently"
 
-    first, second = two_models
     for model_id in (first, second, first, second):
         assert _generate(service, model_id) == alone[model_id]
 
@@ -66,10 +55,10 @@ def test_two_adapters_of_one_base_answer_as_each_does_alone(service: Service, tw
     assert answers == [alone[model_id] for model_id in order]
 
 
-def test_the_replica_holding_both_models_carries_them_on_one_base(service: Service, two_models: list[int]):
+def test_the_replica_holding_both_models_carries_them_on_one_base(service: Service, trained_models: list[dict]):
     from ray import serve
 
-    first, second = two_models
+    first, second = (final["model_id"] for final in trained_models)
     for model_id in (first, second):
         _generate(service, model_id)
     # Serve routes a model id to a replica that holds it: ask the replica holding the first model.

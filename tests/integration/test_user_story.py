@@ -2,8 +2,9 @@
 
 Upload the sample dataset, train LoRA SFT on forge/tiny-llama through Ray Train,
 watch it over REST and /ws/training, find the model in the registry, generate
-with it, stop a second job, delete the model. The tests run in file order and
-share what earlier steps produced.
+with it, load the service with pollers and subscribers while a two-worker job
+trains and then stop that job, delete a model while it generates. The tests run in
+file order and share what earlier steps produced.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import re
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import requests
 from support import SAMPLE_DATASET, Service, assert_error_shape
 from websockets.sync.client import connect
 
@@ -28,6 +31,10 @@ pytestmark = pytest.mark.integration
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 PROMPT = "What is 3 plus 4?"
+# The load on the service while a job trains.
+POLLERS = 50
+SUBSCRIBERS = 5
+LOAD_SECONDS = 15
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +69,27 @@ class FeedRecorder:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "the WebSocket never delivered the terminal message"
         return [m for m in self.messages if m.get("job_id") == self.job_id]
+
+
+class Subscriber(threading.Thread):
+    """Follows one job over /ws/training?job_id= until its terminal message; keeps every message."""
+
+    def __init__(self, service: Service, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{service.ws_url}/ws/training?job_id={job_id}"
+        self.messages: list[dict] = []
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            with connect(self.url, open_timeout=30) as socket:
+                while True:
+                    message = json.loads(socket.recv(timeout=120))
+                    self.messages.append(message)
+                    if message["status"] in TERMINAL_STATUSES:
+                        return
+        except Exception as error:  # reported by the test
+            self.error = error
 
 
 def test_health_and_info(service: Service):
@@ -217,7 +245,15 @@ def test_playground_generates_deterministically_and_the_adapter_matters(service:
     assert base_text != first["generated_text"]
 
 
-def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, story: dict):
+@pytest.mark.slow
+def test_a_two_worker_job_under_load_then_stopped_ends_and_frees_its_workers(service: Service, story: dict):
+    """One 2-worker job, first loaded, then stopped (one job: each costs ~17 s of Ray Train start-up).
+
+    Load: while the job trains on both cores, 50 clients poll its status and 5 WebSocket
+    subscribers follow it for 15 s: no errors. Stop: the job ends `stopped` within the
+    timeouts, short of its steps and without a model, its runner and both workers are
+    freed, and every subscriber receives the terminal "stopped" message.
+    """
     from ray.util.state import list_actors
 
     def train_actors() -> list:
@@ -227,16 +263,46 @@ def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, stor
     # The story's first job has ended: the manager keeps one runner started for the next job.
     spares = [a.actor_id for a in train_actors() if a.name.startswith(f"{MANAGER_NAME}-runner-")]
     assert len(spares) == 1
-    response = service.start(dataset=story["dataset"], num_train_epochs=500)
+    response = service.start(dataset=story["dataset"], num_workers=2, num_train_epochs=500, eval_split=0)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
+    subscribers = [Subscriber(service, job_id) for _ in range(SUBSCRIBERS)]
+    for subscriber in subscribers:
+        subscriber.start()
     service.wait_for(lambda s: s["status"] == "training" and s["current_step"] > 0, job_id)
     # This job took the spare; the next spare is started only once a job ends.
-    job_actors = {a.actor_id for a in train_actors()}
-    assert [a.actor_id for a in train_actors() if a.name.startswith(f"{MANAGER_NAME}-runner-")] == spares
+    running = train_actors()
+    assert [a.actor_id for a in running if a.name.startswith(f"{MANAGER_NAME}-runner-")] == spares
+    # The job's actors, all to be freed by the stop: its runner and both of its Train workers.
+    job_actors = {a.actor_id for a in running}
+    assert sum("RayTrainWorker" in a.class_name for a in running) == 2
 
+    errors: list[str] = []
+    answered = [0] * POLLERS
+    load_ends = time.monotonic() + LOAD_SECONDS
+
+    def poll(index: int) -> None:
+        with requests.Session() as session:
+            while time.monotonic() < load_ends:
+                try:
+                    answer = session.get(service.url + "/api/training_status", params={"job_id": job_id}, timeout=30)
+                    if answer.status_code != 200 or answer.json()["job_id"] != job_id:
+                        errors.append(f"{answer.status_code}: {answer.text[:200]}")
+                    answered[index] += 1
+                except requests.RequestException as error:
+                    errors.append(repr(error))
+
+    pollers = [threading.Thread(target=poll, args=(i,), daemon=True) for i in range(POLLERS)]
+    for poller in pollers:
+        poller.start()
+    for poller in pollers:
+        poller.join(LOAD_SECONDS + 60)
+    status = service.status(job_id)
+    assert status["status"] == "training", "the job must still be training when the load ends"
+
+    # Stopped by its id; without one the newest running job is stopped (tests/jobs/test_tracker.py).
     asked = time.monotonic()
-    stopped = service.post("/api/stop_training")
+    stopped = service.post("/api/stop_training", params={"job_id": job_id})
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["status"] == "stopped"
     status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id, timeout=30)
@@ -244,6 +310,15 @@ def test_stop_training_ends_the_job_and_frees_the_workers(service: Service, stor
     assert time.monotonic() - asked < 25
     assert status["current_step"] < status["total_steps"]
     assert status["model_id"] is None
+
+    assert errors == []
+    assert all(count > 0 for count in answered) and sum(answered) >= POLLERS
+    for subscriber in subscribers:
+        subscriber.join(120)
+        assert subscriber.error is None, repr(subscriber.error)
+        assert subscriber.messages and subscriber.messages[-1]["status"] == "stopped"
+        steps = [m["current_step"] for m in subscriber.messages]
+        assert steps == sorted(steps) and steps[-1] > 0
 
     def still_alive() -> list:
         return [a for a in train_actors() if a.actor_id in job_actors or a.class_name != "JobRunner"]
@@ -318,17 +393,32 @@ def test_a_failing_job_ends_failed_with_a_clear_message(service: Service, tmp_pa
     assert service.get("/api/training_status").json()["status"] == "failed"
 
 
-def test_delete_model(service: Service, story: dict):
+def test_delete_model_while_it_generates(service: Service, story: dict):
+    """Deleting the story's second model while 6 generates for it are in flight.
+
+    Each generate answers 200 or a 404 in the error format, never a 500; afterwards
+    the model, its folder and its listing are gone, every request for it is 404, and
+    the first model is untouched.
+    """
     model_id = story["second_model_id"]
     model_dir = Path(service.home) / "models" / str(model_id)
     assert model_dir.is_dir()
-    response = service.delete(f"/api/models/{model_id}")
+    body = {"model_id": model_id, "prompt": PROMPT, "max_new_tokens": 8, "temperature": 0}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        generating = [pool.submit(service.post, "/api/playground/generate", json=body) for _ in range(6)]
+        deleted = pool.submit(service.delete, f"/api/models/{model_id}")
+        codes = [future.result().status_code for future in generating]
+    response = deleted.result()
     assert response.status_code == 200
     assert response.json()["status"] == "deleted"
+    assert set(codes) <= {200, 404}, codes
+    for answer in (future.result() for future in generating):
+        if answer.status_code == 404:
+            assert_error_shape(answer, 404)
+
     assert not model_dir.exists()
     assert_error_shape(service.get(f"/api/models/{model_id}"), 404)
     assert_error_shape(service.delete(f"/api/models/{model_id}"), 404)
-    body = {"model_id": model_id, "prompt": PROMPT, "max_new_tokens": 4, "temperature": 0}
     assert_error_shape(service.post("/api/playground/generate", json=body), 404)
     assert model_id not in [m["id"] for m in service.get("/api/models").json()["models"]]
     # The first model is untouched.

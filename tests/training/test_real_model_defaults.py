@@ -4,6 +4,11 @@ The model (tests/conftest.py `hub_model_dir`) is built here in place of a downlo
 a Qwen2-family config saved in bfloat16, a chat template, no pad token. What must
 hold on this CPU: it trains in float32, the pad token is set and said, chat rows go
 through its chat template, and a null max_seq_length is chosen from the data and said.
+
+DPO on preference pairs trains this model here only; the REST path of a Hub-layout
+model is tests/integration/test_real_models.py's SFT job (one job, ~17 s of Ray Train
+start-up, is enough for what only REST shows: the path resolved, the events stored,
+the model registered and served).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pytest
 from recording import RecordingLink, make_spec
 from safetensors import safe_open
 
+from forge.modeling.model_card import ModelCard
 from forge.training.entry import run_training
 from forge.training.recipe import RecipeContext
 from forge.training.recipes.sft import example_text
@@ -116,5 +122,12 @@ def test_dpo_on_the_hub_layout_model_chooses_its_length_from_the_pairs(tmp_path:
                      per_device_train_batch_size=2, gradient_accumulation_steps=1)
     outcome = run_training(spec, link, is_main=True)
     assert outcome["stopped"] is False and math.isfinite(outcome["metrics"]["final_loss"])
+    # The figures the manager registers with the model (GET /api/models/{id}, "metrics").
+    assert outcome["metrics"]["train_steps"] == 4
+    # Said to the user as a job event of kind "setting" (GET /api/jobs/{id}/events).
+    assert any(m.startswith("max_seq_length not set: using ") for m in _settings(link)), _settings(link)
     assert 0 < _chosen_length(_settings(link)) <= 256
     assert (Path(spec.output_dir) / "adapter_model.safetensors").is_file()
+    # The card saved with the adapter, which the playground reads to serve it.
+    card = ModelCard.read(Path(spec.output_dir))
+    assert card.strategy == "dpo" and card.base_model == str(hub_model_dir)
