@@ -9,9 +9,8 @@ with the trained model.
 DPO on preference pairs trains the same model in-process, in
 tests/training/test_real_model_defaults.py, with the checks a REST job here made:
 the length chosen and said in a "setting" event, the steps trained, the strategy
-(on the model card; test_tasks_and_strategies.py sees a DPO model registered over
-REST). What only REST shows, this SFT job shows: a second REST job would cost
-~17 s of Ray Train start-up for no further check.
+(on the model card the manager registers from). What only REST shows, this SFT job
+shows: a second REST job would cost ~17 s of Ray Train start-up for no further check.
 """
 
 from __future__ import annotations
