@@ -13,8 +13,6 @@ UNSLOTH_VENV := .venv-unsloth
 UNSLOTH_STAMP := $(UNSLOTH_VENV)/.installed
 
 export RAY_TRAIN_ENABLE_PRINT_PATCH := 0
-# The two venvs are independent: a fresh `make test` or `make serve` installs them side by side.
-MAKEFLAGS += --jobs=2
 
 .PHONY: serve test install bench clean
 
