@@ -5,9 +5,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# No bytecode compiled at install: pip would compile every module of torch and CUDA
-# (half of a fresh install's time); Python compiles what is imported, once, on first use.
+# pip compiles bytecode one file at a time (half of a fresh install's time), so it
+# installs without and compileall then compiles on every core. Compiling at install
+# matters: where PYTHONDONTWRITEBYTECODE is set (CI sets it), a venv without .pyc files
+# makes every Ray worker compile torch and transformers from source (about 12 CPU-s each).
 PIP_INSTALL = pip install --quiet --no-compile
+# A few files pip ships are not Python 3.11 (torch's py312 test helpers); pip skips them
+# too, so compile errors are expected and ignored.
+compile = $(1)/bin/python -m compileall -q -j 0 $(1)/lib >/dev/null || true
 # The unsloth provider runs in its own venv (see envs/unsloth.txt); about 7 GB.
 UNSLOTH_VENV := .venv-unsloth
 UNSLOTH_STAMP := $(UNSLOTH_VENV)/.installed
@@ -19,6 +24,7 @@ export RAY_TRAIN_ENABLE_PRINT_PATCH := 0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/$(PIP_INSTALL) -e '.[test]'
+	$(call compile,$(VENV))
 	touch $(STAMP)
 
 $(UNSLOTH_STAMP): envs/unsloth.txt pyproject.toml
@@ -26,6 +32,7 @@ $(UNSLOTH_STAMP): envs/unsloth.txt pyproject.toml
 	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) -r envs/unsloth.txt
 	# forge itself, without the core's pins: the workers import the project's recipes.
 	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) --no-deps -e .
+	$(call compile,$(UNSLOTH_VENV))
 	touch $(UNSLOTH_STAMP)
 
 install: $(STAMP) $(UNSLOTH_STAMP)
