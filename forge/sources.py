@@ -15,11 +15,19 @@ from forge.errors import BadRequest
 _HUB_TIMEOUT_S = 5.0
 
 
+def _user_path(name: str, what: str) -> Path:
+    """`name` as a path, with a leading `~` or `~user` expanded (a 400 when that user has no home)."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:  # "~someone/..." where no such user exists
+        raise BadRequest(f"{what} {name!r} starts with ~ but names no user's home directory on this machine")
+
+
 def resolve_model_source(model_name: str) -> str:
     """Built-in name, then local directory, then Hugging Face Hub id (local cache first)."""
     if is_builtin(model_name):
         return model_name
-    path = Path(model_name).expanduser()
+    path = _user_path(model_name, "model")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise BadRequest(f"model directory {model_name!r} has no config.json")
@@ -55,7 +63,7 @@ def _resolve_hub_id(repo_id: str) -> str:
 
 def resolve_dataset_path(name: str, roots: list[Path]) -> Path:
     """A path inside one of the allowed roots (symlinks resolved before the check)."""
-    candidate = Path(name).expanduser()
+    candidate = _user_path(name, "dataset")
     if not candidate.is_absolute():
         raise BadRequest(f"dataset {name!r} is neither an uploaded dataset nor an absolute path")
     real = candidate.resolve()

@@ -272,3 +272,11 @@ def test_model_hub_id_offline_not_cached(tmp_path, monkeypatch):
     assert "cache" in caught.value.detail
     assert "HF_HUB_OFFLINE" in caught.value.detail
     assert "'someone/some-model'" in caught.value.detail
+
+
+def test_a_home_of_a_user_who_does_not_exist_is_a_bad_request(root):
+    # Found by the schema fuzzer: "~<unknown user>" made pathlib raise, a 500.
+    with pytest.raises(BadRequest, match="names no user's home directory"):
+        resolve_dataset_path("~no-such-forge-user/train.jsonl", [root])
+    with pytest.raises(BadRequest, match="names no user's home directory"):
+        resolve_model_source("~no-such-forge-user/model")
