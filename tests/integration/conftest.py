@@ -11,9 +11,11 @@ so tests that only need some completed job or trained model share `trained_model
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from support import SAMPLE_DATASET, Service, free_port
 
 
@@ -49,24 +51,49 @@ def service(tmp_path_factory: pytest.TempPathFactory):
         ray.shutdown()
 
 
+SHARED_JOB = {"max_steps": 3, "eval_split": 0}
+LEARNING_RATES = (5e-3, 3e-2)
+
+
 @pytest.fixture(scope="session")
-def trained_models(service: Service) -> list[dict]:
+def shared_dataset(service: Service) -> str:
+    upload = service.upload(SAMPLE_DATASET, name="trained_models.jsonl")
+    assert upload.status_code == 200, upload.text
+    return upload.json()["filename"]
+
+
+@pytest.fixture(scope="session")
+def start_race(service: Service, shared_dataset: str) -> list[requests.Response]:
+    """20 simultaneous starts of the first shared job (see `trained_models`): the 20 responses.
+
+    The session's service allows one job at a time, so one is accepted; test_concurrency.py
+    checks the other answers, and `trained_models` waits for the accepted job.
+    """
+    body = {**SHARED_JOB, "dataset": shared_dataset, "learning_rate": LEARNING_RATES[0]}
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        return list(pool.map(lambda _: service.start(**body), range(20)))
+
+
+@pytest.fixture(scope="session")
+def trained_models(service: Service, shared_dataset: str, start_race: list[requests.Response]) -> list[dict]:
     """Two short completed jobs of forge/tiny-llama, trained one after the other: their final statuses.
 
-    Each status has the job's `job_id` and its registered `model_id`. The two learning
-    rates make the models answer differently (test_playground_adapters.py relies on it).
-    Shared by every module that asks for it, in whichever order they run: no test may
-    delete these models.
+    The first is the job `start_race` accepted. Each status has the job's `job_id` and its
+    registered `model_id`. The two learning rates make the models answer differently
+    (test_playground_adapters.py relies on it). Shared by every module that asks for it,
+    in whichever order they run: no test may delete these models.
     """
     from forge.schemas import TERMINAL_STATUSES
 
-    upload = service.upload(SAMPLE_DATASET, name="trained_models.jsonl")
-    assert upload.status_code == 200, upload.text
+    accepted = [r for r in start_race if r.status_code == 200]
+    assert len(accepted) == 1, [r.text for r in start_race]
     finals = []
-    for learning_rate in (5e-3, 3e-2):
-        started = service.start(dataset=upload.json()["filename"], max_steps=3, eval_split=0,
-                                learning_rate=learning_rate)
-        assert started.status_code == 200, started.text
+    for learning_rate in LEARNING_RATES:
+        if learning_rate == LEARNING_RATES[0]:
+            started = accepted[0]
+        else:
+            started = service.start(**SHARED_JOB, dataset=shared_dataset, learning_rate=learning_rate)
+            assert started.status_code == 200, started.text
         final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, started.json()["job_id"])
         assert final["status"] == "completed", final
         finals.append(final)

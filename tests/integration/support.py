@@ -112,8 +112,8 @@ def assert_error_shape(response: requests.Response, status_code: int) -> dict:
     return body
 
 
-def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float = 120) -> int:
-    """Wait until Ray Train's controller has recorded a checkpoint of the running job; return its step.
+def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float = 120, after: int = 0) -> int:
+    """Wait until Ray Train's controller has recorded a checkpoint of the running job past step `after`; return its step.
 
     The worker's "checkpoint" event comes first; the controller records the checkpoint
     at its next poll of the workers, and only then does a restart resume from it.
@@ -123,12 +123,13 @@ def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         step = latest_registered_step(str(service.home / "runs" / job_id))
-        if step is not None:
+        if step is not None and step > after:
             status = service.status(job_id)
             assert status["status"] == "training", f"the job ended before the fault could hit it: {status}"
             return step
         time.sleep(0.1)
-    raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} within {timeout}s: {service.events(job_id)}")
+    raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} past step {after} within {timeout}s: "
+                         f"{service.events(job_id)}")
 
 
 @contextmanager

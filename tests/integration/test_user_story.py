@@ -336,32 +336,34 @@ def test_a_two_worker_job_under_load_then_stopped_ends_and_frees_its_workers(ser
     assert_error_shape(service.post("/api/stop_training"), 409)
 
 
-def test_a_new_job_can_start_after_a_stop(service: Service, story: dict):
-    response = service.start(dataset=story["dataset"], max_steps=3, eval_split=0)
-    assert response.status_code == 200, response.text
-    job_id = response.json()["job_id"]
-    status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)
-    assert status["status"] == "completed" and status["current_step"] == 3
-    story["second_model_id"] = status["model_id"]
-    detail = service.get(f"/api/models/{status['model_id']}").json()
-    assert detail["metrics"]["perplexity"] is None  # no eval split, no perplexity
+def test_after_the_stop_a_data_parallel_job_on_two_workers_learns_like_one_worker(service: Service, story: dict):
+    """Right after the stop, new jobs start: 2 workers x batch 2, then 1 worker x batch 4.
 
-
-def test_data_parallel_job_on_two_workers_learns_like_one_worker(service: Service, story: dict):
-    """2 workers x batch 2 against 1 worker x batch 4: the same global batches, so about the same loss."""
+    The same global batches, so about the same loss. The second model is the one the
+    story deletes while it generates (test_delete_model_while_it_generates).
+    """
     common = {"dataset": story["dataset"], "max_steps": 12, "eval_split": 0.1, "learning_rate": 5e-3}
     results = {}
     for workers, batch in ((2, 2), (1, 4)):
         response = service.start(**common, num_workers=workers, per_device_train_batch_size=batch)
         assert response.status_code == 200, response.text
         status = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, response.json()["job_id"])
-        assert status["status"] == "completed", status
+        assert status["status"] == "completed" and status["current_step"] == 12, status
         results[workers] = service.get(f"/api/models/{status['model_id']}").json()
+    story["second_model_id"] = results[1]["id"]
     assert results[2]["training_params"]["num_workers"] == 2
     two, one = results[2]["metrics"], results[1]["metrics"]
     assert math.isfinite(two["final_loss"]) and math.isfinite(two["eval_loss"])
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=0.1)
     assert two["final_loss"] == pytest.approx(one["final_loss"], rel=0.1)
+    assert math.isfinite(one["perplexity"])
+
+
+def test_a_model_trained_without_an_eval_split_has_no_perplexity(service: Service, trained_models: list[dict]):
+    # The session's shared models (conftest.py) trained with eval_split=0.
+    detail = service.get(f"/api/models/{trained_models[0]['model_id']}").json()
+    assert detail["metrics"]["perplexity"] is None
+    assert detail["metrics"]["eval_loss"] is None
 
 
 def test_more_workers_than_the_cluster_holds_is_400(service: Service, story: dict):
