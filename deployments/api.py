@@ -10,7 +10,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Optional
 
 from annotated_types import Interval
-from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -19,6 +19,7 @@ from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
 from forge import catalog, datasets
 from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
+from forge.jobs.listing import MAX_PAGE
 from forge.manager import get_or_create_manager
 from forge.schemas import (
     API_VERSION,
@@ -35,6 +36,9 @@ from forge.schemas import (
     GenerateResponse,
     HealthResponse,
     InfoResponse,
+    JobDetail,
+    JobList,
+    JobStatus,
     ModelDetail,
     ModelList,
     ModelSummary,
@@ -185,6 +189,23 @@ class ApiIngress:
     async def stop_training(self, job_id: Optional[str] = None) -> StopTrainingResponse:
         return StopTrainingResponse(**await self.manager.stop_training.remote(job_id))
 
+    @app.get("/api/jobs", response_model=JobList)
+    async def list_jobs(
+        self,
+        status: Annotated[Optional[list[JobStatus]], Query(
+            description="Only jobs in this state; repeat the parameter for several.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Jobs per page.")] = 20,
+        cursor: Annotated[Optional[str], Query(
+            description="The `next_cursor` of the previous page; absent for the first.")] = None,
+    ) -> JobList:
+        """Every job, newest first, a page at a time: a job id that scrolled off a terminal is found here."""
+        return JobList(**await self.manager.list_jobs.remote(status or [], limit, cursor))
+
+    @app.get("/api/jobs/{job_id}", response_model=JobDetail)
+    async def get_job(self, job_id: str) -> JobDetail:
+        """One job: its status, the request as submitted, the options it trains with and the substitutions made."""
+        return JobDetail(**await self.manager.job_detail.remote(job_id))
+
     @app.post("/api/jobs/{job_id}/resume", response_model=StartTrainingResponse)
     async def resume_training(self, job_id: str) -> StartTrainingResponse:
         """Continue an interrupted, stopped or failed job from its latest checkpoint (same job id)."""
@@ -264,6 +285,10 @@ class ApiIngress:
             reply.cancel()
             raise BadRequest("this model answers questions from a passage: send `context` (and the question "
                              "in `question` or `prompt`)")
+        if model["task"] != "extractive-question-answering" and body.prompt is None:
+            reply.cancel()
+            raise BadRequest(f"this {model['task']} model answers a `prompt`; `context` and `question` are for "
+                             "extractive QA models")
         try:
             result = await reply
         except Exception as error:

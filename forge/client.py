@@ -9,7 +9,7 @@ a script that drives the service never loads the training stack.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -134,6 +134,26 @@ class ForgeClient:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} did not reach {wanted} in {timeout}s: {status}")
             time.sleep(poll_s)
+
+    def jobs_page(self, status: Sequence[str] = (), limit: int = 20, cursor: Optional[str] = None) -> dict[str, Any]:
+        """One page of GET /api/jobs: `{"jobs": [...newest first], "next_cursor": ...}`."""
+        params: dict[str, Any] = {"limit": limit, "status": list(status)}
+        if cursor:
+            params["cursor"] = cursor
+        return _body(self.get("/api/jobs", params=params))
+
+    def jobs(self, status: Sequence[str] = (), page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every job (with one of `status`, when given), newest first, fetched a page at a time."""
+        cursor = None
+        while True:
+            page = self.jobs_page(status, page_size, cursor)
+            yield from page["jobs"]
+            if not (cursor := page["next_cursor"]):
+                return
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """GET /api/jobs/{job_id}: the status, the request as sent, the options used and the substitutions."""
+        return _body(self.get(f"/api/jobs/{job_id}"))
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """The job's events, oldest first."""

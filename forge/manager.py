@@ -19,6 +19,7 @@ import ray
 from forge.datasets import sanitize_filename, versioned_name
 from forge.errors import NotFound
 from forge.feed import ChangeFeed
+from forge.jobs import listing
 from forge.jobs.admission import Admission, PreparedJob, training_hardware
 from forge.jobs.runners import RUNNER_ENV, RunnerPool, resources_needed, shortfall, waiting_reason
 from forge.jobs.tracker import ActiveJob, JobTracker
@@ -197,6 +198,12 @@ class TrainingManager:
         if self.registry.get_job(job_id) is None:
             raise NotFound(f"job {job_id!r} does not exist")
         return [e.model_dump() for e in self.registry.events(job_id)]
+
+    async def list_jobs(self, statuses: list[str], limit: int, cursor: Optional[str]) -> dict[str, Any]:
+        return listing.list_jobs(self.registry, statuses, limit, cursor).model_dump()
+
+    async def job_detail(self, job_id: str) -> dict[str, Any]:
+        return listing.job_detail(self.registry, job_id).model_dump()
 
     async def job_metrics(self, job_id: str) -> list[dict[str, Any]]:
         if self.registry.get_job(job_id) is None:

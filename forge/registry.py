@@ -10,7 +10,7 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Collection, Iterator, Optional
 
 from pydantic import BaseModel
 
@@ -40,7 +40,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     loss          REAL,
     learning_rate REAL,
     eval_loss     REAL,
-    model_id      INTEGER
+    model_id      INTEGER,
+    started_at    TEXT,
+    options       TEXT,
+    estimated_finish TEXT
 );
 CREATE TABLE IF NOT EXISTS job_events (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,6 +74,10 @@ CREATE TABLE IF NOT EXISTS models (
 );
 """
 
+# Columns added after the first release: a registry written before them gains them, empty,
+# when it is opened (SQLite adds a column in place; old rows read NULL).
+_ADDED_COLUMNS = {"jobs": {"started_at": "TEXT", "options": "TEXT", "estimated_finish": "TEXT"}}
+
 
 class DatasetRecord(BaseModel):
     filename: str
@@ -89,6 +96,10 @@ class JobRecord(JobProgress):
     created_at: str
     updated_at: str
     finished_at: Optional[str] = None
+    started_at: Optional[str] = None
+    # The options the worker used after hardware substitutions (forge.training.options.ResolvedOptions),
+    # as of the job's latest start; None for jobs registered before it was kept.
+    options: Optional[dict[str, Any]] = None
 
 
 class JobEvent(BaseModel):
@@ -113,7 +124,7 @@ class ModelRecord(BaseModel):
 
 
 _JOB_COLUMNS = tuple(JobRecord.model_fields)
-_JSON_COLUMNS = {"request", "training_params", "metrics"}
+_JSON_COLUMNS = {"request", "training_params", "metrics", "options"}
 
 
 class Registry:
@@ -125,6 +136,14 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -141,7 +160,7 @@ class Registry:
 
     @staticmethod
     def _row(row: sqlite3.Row) -> dict[str, Any]:
-        return {k: json.loads(row[k]) if k in _JSON_COLUMNS else row[k] for k in row.keys()}
+        return {k: json.loads(row[k]) if k in _JSON_COLUMNS and row[k] is not None else row[k] for k in row.keys()}
 
     # ---------------------------------------------------------------- datasets
 
@@ -175,6 +194,7 @@ class Registry:
         if unknown:
             raise ValueError(f"unknown job columns: {sorted(unknown)}")
         fields["updated_at"] = utc_iso()
+        fields = {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in fields.items()}
         assignments = ", ".join(f"{name} = :{name}" for name in fields)
         self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = :job_id", {**fields, "job_id": job_id})
 
@@ -185,6 +205,25 @@ class Registry:
     def latest_job(self) -> Optional[JobRecord]:
         row = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
         return JobRecord(**self._row(row)) if row else None
+
+    def list_jobs(self, statuses: Collection[str] = (), limit: int = 20,
+                  before: Optional[tuple[str, str]] = None) -> list[JobRecord]:
+        """Newest first (by creation, then id): up to `limit` jobs with one of `statuses` (any when empty).
+
+        `before` is the (created_at, job_id) of the last job of the previous page: the page
+        starts after it, so pages stay stable while new jobs arrive.
+        """
+        where, params = [], []
+        if statuses:
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params += list(statuses)
+        if before is not None:
+            where.append("(created_at, job_id) < (?, ?)")
+            params += list(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT * FROM jobs {clause} ORDER BY created_at DESC, job_id DESC LIMIT ?", (*params, limit))
+        return [JobRecord(**self._row(r)) for r in rows.fetchall()]
 
     def jobs_with_status(self, statuses: set[str]) -> list[JobRecord]:
         marks = ", ".join("?" for _ in statuses)

@@ -141,12 +141,48 @@ class JobProgress(BaseModel):
     eval_loss: Optional[float] = Field(None, description="Latest evaluation loss.")
     message: Optional[str] = Field(None, description="What is happening, or why the job ended as it did.")
     model_id: Optional[int] = Field(None, description="The registered model, once the job completed.")
+    estimated_finish: Optional[str] = Field(
+        None, description="When the job should finish at its pace so far (ISO 8601 UTC): set once steps flow, "
+        "null before that and once it ended.")
     created_at: Optional[str] = Field(None, description="When the job was created (ISO 8601 UTC).")
     updated_at: Optional[str] = Field(None, description="When the job last changed (ISO 8601 UTC).")
 
 
 class TrainingStatus(JobProgress):
     """Body of GET /api/training_status and of every /ws/training message."""
+
+
+class JobSummary(JobProgress):
+    """One job in GET /api/jobs: its status fields, what it trains, and when."""
+
+    job_id: str = Field(description="The job, `train_<hex>`.")
+    task: Task
+    strategy: Strategy
+    provider: Provider
+    model_name: str = Field(description="The base model, as the request named it.")
+    dataset: str = Field(description="The dataset, as the request named it.")
+    started_at: Optional[str] = Field(
+        None, description="When its workers first reported a training step (ISO 8601 UTC); null until then.")
+    finished_at: Optional[str] = Field(None, description="When it last ended (ISO 8601 UTC); null while active.")
+
+
+class JobList(BaseModel):
+    """Body of GET /api/jobs: a page of jobs, newest first."""
+
+    jobs: list[JobSummary]
+    next_cursor: Optional[str] = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last page.")
+
+
+class JobDetail(JobSummary):
+    """Body of GET /api/jobs/{job_id}."""
+
+    request: dict[str, Any] = Field(description="The training request as submitted: the fields that were sent.")
+    options: Optional[dict[str, Any]] = Field(
+        None, description="What the workers use after hardware substitutions (device, optimizer, precision, "
+        "quantization), as of the job's latest start; null before it first started.")
+    notes: list[str] = Field(
+        default_factory=list, description="Every substitution made to the request, as a sentence (also in its events).")
 
 
 class StopTrainingResponse(BaseModel):
@@ -246,22 +282,30 @@ MAX_ID = 2**63 - 1
 
 class GenerateRequest(_Request):
     model_id: int = Field(ge=1, le=MAX_ID)
-    prompt: str = Field(
-        min_length=1,
-        description="Text to continue (summarization: the text to summarize; extractive QA: the question).",
+    prompt: Optional[str] = Field(
+        None, min_length=1,
+        description="Text to continue (summarization: the text to summarize; extractive QA: the question). "
+        "Required, except by an extractive QA model sent `context` and `question`.",
     )
     context: Optional[str] = Field(None, min_length=1, description="Extractive QA: the passage to answer from.")
-    question: Optional[str] = Field(None, min_length=1, description="Extractive QA: overrides `prompt`.")
+    question: Optional[str] = Field(None, min_length=1, description="Extractive QA: the question (overrides `prompt`).")
     max_new_tokens: int = Field(100, ge=1, le=MAX_NEW_TOKENS_CAP)
     temperature: float = Field(0.7, ge=0, le=2, description="0 means greedy decoding.")
     top_p: float = Field(0.9, gt=0, le=1)
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _prompt_not_blank(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.strip():
             raise ValueError("must not be blank")
         return value
+
+    @model_validator(mode="after")
+    def _something_to_answer(self) -> "GenerateRequest":
+        if self.prompt is None and not (self.question and self.context):
+            raise ValueError("send `prompt` (an extractive QA model also answers `question` about `context` "
+                             "without one)")
+        return self
 
 
 class GenerateResponse(BaseModel):

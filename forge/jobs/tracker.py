@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal, Optional
 
 from forge.errors import Conflict, NotFound, one_line
@@ -45,6 +46,22 @@ class ActiveJob:
     worker_starts: int = 0
     # The error a worker raised, as it reported it: such a job fails at once instead of restarting.
     failure: Optional[str] = None
+    # The first logged step of the current worker group (its step and logged_at): the pace's origin.
+    pace_origin: Optional[tuple[int, str]] = None
+
+
+def estimate_finish(origin: tuple[int, str], step: int, logged_at: str, total: int) -> Optional[str]:
+    """When a job at `step` (logged at `logged_at`) reaches `total`, at its pace since `origin`; None if unknown.
+
+    The pace is measured from the group's first logged step, not from its start: loading
+    the model and the data is not part of a step's time.
+    """
+    first_step, first_at = origin
+    if step <= first_step or total <= 0:
+        return None
+    elapsed = (datetime.fromisoformat(logged_at) - datetime.fromisoformat(first_at)).total_seconds()
+    seconds_left = elapsed / (step - first_step) * max(total - step, 0)
+    return utc_iso(datetime.fromisoformat(logged_at) + timedelta(seconds=seconds_left))
 
 
 def run_end(outcome: dict[str, Any] | BaseException, *, stop_requested: bool, worker_error: Optional[str],
@@ -81,7 +98,8 @@ class JobTracker:
         """Jobs active in a previous life of the manager lost their runner with it (runners are its own)."""
         for job in self.registry.jobs_with_status(set(ACTIVE_STATUSES)):
             message = self.interrupted_message(job.job_id, "the service stopped while this job was running")
-            self.registry.update_job(job.job_id, status="interrupted", finished_at=utc_iso(), message=message)
+            self.registry.update_job(job.job_id, status="interrupted", finished_at=utc_iso(), message=message,
+                                     estimated_finish=None)
             self.registry.add_event(job.job_id, "interrupted", message)
 
     def interrupted_message(self, job_id: str, cause: str) -> str:
@@ -94,7 +112,9 @@ class JobTracker:
 
     def open(self, record: JobRecord, spec: JobSpec, notes: list[str], *, record_notes: bool = True) -> ActiveJob:
         """Make a queued job active; its substitution notes become events (once, at its first start)."""
-        job = ActiveJob(record=record, spec=spec, notes=notes)
+        options = spec.options.model_dump(mode="json")
+        self.registry.update_job(record.job_id, options=options)
+        job = ActiveJob(record=record.model_copy(update={"options": options}), spec=spec, notes=notes)
         self.active[record.job_id] = job
         for note in notes if record_notes else ():
             self.registry.add_event(record.job_id, "substitution", note)
@@ -233,10 +253,18 @@ class JobTracker:
             changes["progress"] = max(record.progress, round(min(99.0, 100.0 * step / total), 2))
         if record.status in ("queued", "starting"):
             changes["status"] = "training"
+            if record.started_at is None:  # a resumed job keeps the time it first started
+                changes["started_at"] = utc_iso()
             changes["total_epochs"] = job.spec.request.num_train_epochs if job.spec else 0
         # The history is keyed by the step the worker reports (a resumed run redoes some
         # steps; the status's current_step meanwhile stays where users last saw it).
         history_step = update.current_step or step
+        if update.logged_at is not None and update.current_step is not None:
+            if job.pace_origin is None:
+                job.pace_origin = (update.current_step, update.logged_at)
+            estimate = estimate_finish(job.pace_origin, update.current_step, update.logged_at, total)
+            if estimate is not None:
+                changes["estimated_finish"] = estimate
         if update.loss is not None:
             self.registry.add_metrics(job_id, history_step, {k: reported[k] for k in _HISTORY_FIELDS if k in reported})
         if update.eval_loss is not None:
@@ -266,6 +294,7 @@ class JobTracker:
     def _workers_started(self, job: ActiveJob, resumed: Optional[int]) -> None:
         job_id = job.record.job_id
         job.worker_starts += 1
+        job.pace_origin = None  # a restarted group redoes steps: its pace starts over
         if job.worker_starts > 1 or resumed is not None:
             # Steps after the checkpoint are redone: their first losses belong to lost work.
             self.registry.forget_metrics_after(job_id, resumed or 0)
@@ -290,7 +319,7 @@ class JobTracker:
 
     def finish(self, job_id: str, status: str, message: str, **changes: Any) -> None:
         self.registry.add_event(job_id, status, message)
-        self.update(job_id, status=status, message=message, finished_at=utc_iso(), **changes)
+        self.update(job_id, status=status, message=message, finished_at=utc_iso(), estimated_finish=None, **changes)
 
     def _publish(self, job_id: str) -> None:
         self.feed.publish(self.status_of(job_id).model_dump())

@@ -73,6 +73,8 @@ def respond(loaded: LoadedModel, request: GenerateRequest) -> dict[str, Any]:
         tokens = len(loaded.tokenizer(span.text, add_special_tokens=False)["input_ids"]) if span.text else 0
         result: dict[str, Any] = {"generated_text": span.text, "tokens_generated": tokens, "score": span.score}
     else:
+        if request.prompt is None:  # the ingress refuses it first (it knows the model's task)
+            raise ValueError(f"a {loaded.task} model needs a prompt")
         prompt = prompt_text(loaded.kind, loaded.task, request.prompt, loaded.tokenizer)
         output = generate_texts(
             loaded.model, loaded.tokenizer, [prompt],

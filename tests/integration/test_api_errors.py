@@ -183,8 +183,16 @@ def test_unknown_model_is_404(service: Service):
     assert_error_shape(service.post("/api/playground/generate", json=body), 404)
 
 
+def test_a_text_generation_model_asked_without_a_prompt_is_400(service: Service, trained_models: list[dict]):
+    body = {"model_id": trained_models[0]["model_id"], "question": "Where?", "context": "In Oslo.",
+            "max_new_tokens": 4}
+    detail = assert_error_shape(service.post("/api/playground/generate", json=body), 400)["detail"]
+    assert "`prompt`" in detail and "extractive QA" in detail
+
+
 @pytest.mark.parametrize(
-    "fields", [{"prompt": ""}, {"prompt": "   "}, {"temperature": -1}, {"top_p": 0}, {"max_new_tokens": 100000}]
+    "fields", [{"prompt": ""}, {"prompt": "   "}, {"prompt": None}, {"temperature": -1}, {"top_p": 0},
+               {"max_new_tokens": 100000}]
 )
 def test_bad_generate_request_is_400(service: Service, fields: dict):
     body = {"model_id": 1, "prompt": "hi", "max_new_tokens": 4, **fields}

@@ -131,6 +131,9 @@ def test_extractive_question_answering(service: Service, uploaded: dict):
     # `question` overrides `prompt`; without `context` the request is a 400.
     asked = generate(service, detail["id"], prompt="ignored", question="Where is the farm?", context=context)
     assert asked["generated_text"] == trained["generated_text"]
+    # A context and a question are enough: no prompt needed.
+    unprompted = generate(service, detail["id"], question="Where is the farm?", context=context)
+    assert (unprompted["generated_text"], unprompted["score"]) == (trained["generated_text"], trained["score"])
     body = {"model_id": detail["id"], "prompt": "Where is the farm?"}
     assert "context" in assert_error_shape(service.post("/api/playground/generate", json=body), 400)["detail"]
 

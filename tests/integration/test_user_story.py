@@ -156,6 +156,10 @@ def test_train_watch_over_rest_and_websocket(service: Service, story: dict):
     training = [s for s in polled if s["status"] == "training"]
     assert training, "never saw the job in the training state"
     assert any(s["loss"] is not None and s["learning_rate"] is not None for s in training)
+    # Once steps flow, the status says when the job should finish; an ended job has no estimate.
+    estimates = [s["estimated_finish"] for s in training if s["estimated_finish"]]
+    assert estimates and all(ISO_Z.match(e) for e in estimates)
+    assert final["estimated_finish"] is None
 
     messages = feed.wait()
     fields = {"job_id", "status", "progress", "current_epoch", "total_epochs", "current_step", "total_steps",

@@ -176,3 +176,36 @@ async def test_stop_requests_name_a_running_job(tracker, open_job):
     open_job()
     assert tracker.request_stop(None).record.job_id == "train_0001"
     assert tracker.stop_requested("train_0001") and tracker.stop_requested("train_gone")
+
+
+def test_the_finish_is_estimated_from_the_pace_since_the_first_logged_step():
+    from forge.jobs.tracker import estimate_finish
+
+    origin = (10, "2026-12-01T10:00:00.000000Z")
+    # 10 steps in 20 s since the first logged one: 2 s a step, 30 steps to go.
+    assert estimate_finish(origin, 20, "2026-12-01T10:00:20.000000Z", 50) == "2026-12-01T10:01:20.000000Z"
+    assert estimate_finish(origin, 50, "2026-12-01T10:01:20.000000Z", 50) == "2026-12-01T10:01:20.000000Z"
+    assert estimate_finish(origin, 10, "2026-12-01T10:00:00.000000Z", 50) is None  # no pace yet
+    assert estimate_finish(origin, 12, "2026-12-01T10:00:04.000000Z", 0) is None  # total not known
+
+
+async def test_status_carries_the_estimated_finish_while_steps_flow_and_drops_it_at_the_end(
+        tracker, open_job, write_adapter):
+    job = open_job()
+
+    def logged(step: int, second: int) -> ProgressUpdate:
+        return ProgressUpdate(current_step=step, total_steps=10, loss=1.0,
+                              logged_at=f"2026-12-01T10:00:{second:02d}.000000Z")
+
+    tracker.apply_progress("train_0001", logged(1, 10))
+    assert tracker.status_of("train_0001").estimated_finish is None  # one step says nothing of the pace
+    tracker.apply_progress("train_0001", logged(3, 14))
+    assert tracker.status_of("train_0001").estimated_finish == "2026-12-01T10:00:28.000000Z"
+    # A restarted worker group redoes steps after loading its checkpoint: its pace starts over.
+    tracker.record_worker_event("train_0001", WorkerEvent(kind="workers_started", data={"resumed_step": 2}))
+    tracker.apply_progress("train_0001", logged(3, 40))
+    tracker.apply_progress("train_0001", logged(4, 41))
+    assert tracker.status_of("train_0001").estimated_finish == "2026-12-01T10:00:47.000000Z"
+    write_adapter("train_0001")
+    assert tracker.end_run(job, {"stopped": False, "metrics": {"final_loss": 0.5}}) == "completed"
+    assert tracker.status_of("train_0001").estimated_finish is None

@@ -276,3 +276,33 @@ def test_data_survives_reopen(tmp_path):
         assert next_model.id == 2
     finally:
         second.close()
+
+
+def test_a_registry_from_before_started_at_and_options_gains_them_and_keeps_its_jobs(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE jobs (job_id TEXT PRIMARY KEY, status TEXT NOT NULL, request TEXT NOT NULL,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT, message TEXT,
+            progress REAL NOT NULL DEFAULT 0, current_epoch REAL NOT NULL DEFAULT 0,
+            total_epochs INTEGER NOT NULL DEFAULT 0, current_step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER NOT NULL DEFAULT 0, loss REAL, learning_rate REAL, eval_loss REAL,
+            model_id INTEGER);
+        INSERT INTO jobs (job_id, status, request, created_at, updated_at)
+            VALUES ('train_old', 'completed', '{"task": "text-generation"}', '2026-01-01T00:00:00.000000Z',
+                    '2026-01-01T00:00:00.000000Z');
+    """)
+    old.close()
+    reg = Registry(path)
+    try:
+        job = reg.get_job("train_old")
+        assert job.status == "completed" and job.started_at is None and job.options is None
+        reg.update_job("train_old", options={"optim": "adamw_torch"}, started_at="2026-01-01T00:00:01.000000Z")
+        assert reg.get_job("train_old").options == {"optim": "adamw_torch"}
+        assert [j.job_id for j in reg.list_jobs()] == ["train_old"]
+    finally:
+        reg.close()
+    # Opening it again adds nothing twice.
+    Registry(path).close()

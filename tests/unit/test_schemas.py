@@ -205,7 +205,6 @@ BAD_GENERATE_VALUES = [
     ("model_id", "abc"),
     ("prompt", ""),
     ("prompt", "   "),
-    ("prompt", None),
     ("max_new_tokens", 0),
     ("max_new_tokens", MAX_NEW_TOKENS_CAP + 1),
     ("temperature", -0.1),
@@ -243,7 +242,10 @@ def test_generate_valid_boundary_accepted(field, value):
 def test_generate_required_fields():
     with pytest.raises(ValidationError) as caught:
         GenerateRequest()
-    assert _error_fields(caught.value) == {"model_id", "prompt"}
+    assert _error_fields(caught.value) == {"model_id"}
+    # A prompt is required too, unless a context and a question stand in for it.
+    with pytest.raises(ValidationError, match="send `prompt`"):
+        GenerateRequest(model_id=1, prompt=None)
 
 
 # ---------------------------------------------------------------------- utc_iso
@@ -294,3 +296,11 @@ def test_generate_request_takes_qa_context_and_question():
     assert (request.context, request.question) == ("It is in Oslo.", "Where is it?")
     with pytest.raises(ValidationError):
         GenerateRequest(model_id=1, prompt="Where?", context="")
+
+
+def test_a_context_and_a_question_need_no_prompt_but_anything_else_does():
+    asked = GenerateRequest(model_id=1, context="It is in Oslo.", question="Where is it?")
+    assert asked.prompt is None
+    for fields in ({}, {"question": "Where is it?"}, {"context": "It is in Oslo."}):
+        with pytest.raises(ValidationError, match="send `prompt`"):
+            GenerateRequest(model_id=1, **fields)
