@@ -94,6 +94,8 @@ class ApiIngress:
         self.manager = get_or_create_manager(settings)
         # Start the (slow) unsloth environment probe now, so /api/info answers quickly later.
         self.manager.unsloth_status.remote()
+        # Jobs a previous life of the service queued start as soon as slots allow.
+        self.manager.start_queued.remote()
 
     # ---------------------------------------------------------------- system
 

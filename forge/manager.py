@@ -17,10 +17,11 @@ from typing import Any, Optional
 import ray
 
 from forge.datasets import sanitize_filename, versioned_name
-from forge.errors import NotFound
+from forge.errors import ForgeError, NotFound
 from forge.feed import ChangeFeed
 from forge.jobs import listing
 from forge.jobs.admission import Admission, PreparedJob, training_hardware
+from forge.jobs.queue import JobQueue
 from forge.jobs.runners import RUNNER_ENV, RunnerPool, resources_needed, shortfall, waiting_reason
 from forge.jobs.tracker import ActiveJob, JobTracker
 from forge.registry import DatasetRecord, JobRecord, Registry
@@ -49,8 +50,15 @@ class TrainingManager:
         self.tracker = JobTracker(self.registry, self.storage, ChangeFeed(),
                                   checkpoint_step=self._latest_checkpoint_step,
                                   kill_runner=lambda job: self.runners.kill(job.runner))
+        self.queue = JobQueue(self.registry, settings.queue_size)
+        self._dequeuing = asyncio.Lock()
         self._unsloth_probe: Optional[asyncio.Task] = None
-        self.tracker.mark_orphans_interrupted()
+        # Queued jobs never started: they wait on (when a queue is configured) for start_queued.
+        self.tracker.mark_orphans_interrupted(keep_queued=settings.queue_size > 0)
+        try:  # a manager restarted by Ray starts what its previous life left queued
+            asyncio.get_running_loop().create_task(self.start_queued())
+        except RuntimeError:  # no event loop runs this constructor (constructed outside Ray)
+            pass
 
     def _latest_checkpoint_step(self, job_id: str) -> Optional[int]:
         return latest_registered_step(self.storage.uri(self.storage.run_dir(job_id)))
@@ -96,19 +104,48 @@ class TrainingManager:
     # ------------------------------------------------------------------ jobs
 
     async def _prepare(self, request: TrainingRequest) -> PreparedJob:
-        return await self.admission.prepare(request, self._hardware(), self.tracker.active)
+        running = self.tracker.active
+        return await self.admission.prepare(request, self._hardware(), running, len(self.queue.waiting(running)))
 
     async def start_training(self, request: TrainingRequest) -> dict[str, Any]:
         prepared = await self._prepare(request)
-        self.admission.check_capacity(self.tracker.active)  # again: another job may have started meanwhile
+        # Again: another start may have taken the slot or the queue's last place meanwhile.
+        waiting = self.queue.waiting(self.tracker.active)
+        self.admission.check_capacity(self.tracker.active, len(waiting))
         job_id = f"train_{secrets.token_hex(6)}"
         # What the user asked for, as sent: a resume re-reads it with the same defaults and notes.
         record = self.registry.add_job(job_id, request.model_dump(mode="json", exclude_unset=True), status="queued")
+        if waiting or not self.admission.has_free_slot(self.tracker.active):
+            position = len(waiting) + 1
+            message = self.queue.position_message(position, position)
+            self.registry.add_event(job_id, "queued", message)
+            self.tracker.update(job_id, message=message)
+            return {"status": "queued", "job_id": job_id, "message": message, "queue_position": position}
         self._launch(record, prepared)
         message = "Training started successfully"
         if prepared.notes:
             message += "; " + "; ".join(prepared.notes)
         return {"status": "started", "job_id": job_id, "message": message}
+
+    async def start_queued(self) -> None:
+        """Start queued jobs, first in line first, while slots are free (also after a restart: the ingress asks)."""
+        async with self._dequeuing:  # one at a time: two callers must not launch one job twice
+            while self.admission.has_free_slot(self.tracker.active):
+                waiting = self.queue.waiting(self.tracker.active)
+                if not waiting:
+                    break
+                request = TrainingRequest.model_validate(waiting[0].request)
+                try:
+                    # The slot is this job's: it is checked against the cluster and its data, not the queue.
+                    prepared = await self.admission.prepare(request, self._hardware(), running=())
+                except ForgeError as error:  # e.g. its dataset or model went away while it waited
+                    self.tracker.finish(waiting[0].job_id, "failed", f"Could not start from the queue: {error}")
+                    continue
+                record = self.registry.get_job(waiting[0].job_id)
+                if record is not None and record.status == "queued":  # else cancelled meanwhile
+                    self._launch(record, prepared)
+            for job_id, message in self.queue.renumber(self.tracker.active):
+                self.tracker.update(job_id, message=message)
 
     async def resume_training(self, job_id: str) -> dict[str, Any]:
         """Continue an interrupted, stopped or failed job from its latest checkpoint, under the same id."""
@@ -138,6 +175,7 @@ class TrainingManager:
             watch.cancel()
             self.runners.kill(job.runner)
             self.tracker.close(job.record.job_id)
+            asyncio.get_running_loop().create_task(self.start_queued())
             self.runners.keep_a_spare()
 
     async def _watch_start(self, job: ActiveJob) -> None:
@@ -174,6 +212,11 @@ class TrainingManager:
         return self.tracker.stop_requested(job_id)
 
     async def stop_training(self, job_id: Optional[str] = None) -> dict[str, Any]:
+        if job_id in {j.job_id for j in self.queue.waiting(self.tracker.active)}:
+            self.tracker.finish(job_id, "stopped", "Cancelled while queued; it never started")
+            for waiting_id, message in self.queue.renumber(self.tracker.active):
+                self.tracker.update(waiting_id, message=message)
+            return {"status": "stopped", "message": "Queued job cancelled before it started", "job_id": job_id}
         job = self.tracker.request_stop(job_id)
         assert job.task is not None
         if job.worker_starts == 0:

@@ -121,9 +121,11 @@ class TrainingRequest(_Request):
 
 
 class StartTrainingResponse(BaseModel):
-    status: Literal["started"] = "started"
+    status: Literal["started", "queued"] = Field(
+        "started", description="`queued` when every slot was busy and the job waits its turn (FORGE_QUEUE_SIZE).")
     job_id: str
     message: str
+    queue_position: Optional[int] = Field(None, description="A queued job's place in line, 1 first; else null.")
 
 
 class JobProgress(BaseModel):

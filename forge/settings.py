@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         description="JSON of custom Ray resources each training worker needs, e.g. `{\"A10G\": 1}`",
     )
     max_concurrent_jobs: int = Field(1, ge=1, description="jobs that may run at once (409 beyond)")
+    queue_size: int = Field(
+        0, ge=0, description="jobs that may wait, in order, for a running one to end; `0`: a start while every "
+        "slot is busy is a 409",
+    )
     train_device: Literal["auto", "gpu", "cpu"] = Field(
         "auto", description="where jobs train: `auto` on GPUs when the cluster has one up, `gpu` on GPUs even "
         "while none is up (an autoscaler starts GPU nodes for the job; cluster.yaml sets it), `cpu` never on GPUs",

@@ -69,19 +69,26 @@ class Admission:
         self.registry = registry
         self._unsloth_status = unsloth_status
 
-    def check_capacity(self, running: Collection[str]) -> None:
-        """409 when `running` (the active job ids) already fills FORGE_MAX_CONCURRENT_JOBS."""
-        if len(running) >= self.settings.max_concurrent_jobs:
-            raise Conflict(
-                f"training already in progress ({', '.join(sorted(running))}); at most "
-                f"{self.settings.max_concurrent_jobs} job(s) run at once — stop it or wait for it to finish"
-            )
+    def has_free_slot(self, running: Collection[str]) -> bool:
+        return len(running) < self.settings.max_concurrent_jobs
 
-    async def prepare(self, request: TrainingRequest, hardware: Hardware, running: Collection[str]) -> PreparedJob:
-        """The request admitted, or the 4xx that refuses it."""
+    def check_capacity(self, running: Collection[str], waiting: int = 0) -> None:
+        """409 unless a new job can run now (a free slot, nobody waiting) or join the queue (FORGE_QUEUE_SIZE)."""
+        if (self.has_free_slot(running) and waiting == 0) or waiting < self.settings.queue_size:
+            return
+        message = (f"training already in progress ({', '.join(sorted(running))}); at most "
+                   f"{self.settings.max_concurrent_jobs} job(s) run at once")
+        if self.settings.queue_size:
+            raise Conflict(f"{message} and the queue is full ({waiting} waiting, FORGE_QUEUE_SIZE="
+                           f"{self.settings.queue_size}) — try again when a job ends")
+        raise Conflict(f"{message} — stop it or wait for it to finish")
+
+    async def prepare(self, request: TrainingRequest, hardware: Hardware, running: Collection[str],
+                      waiting: int = 0) -> PreparedJob:
+        """The request admitted, or the 4xx that refuses it (`running`, `waiting`: the jobs holding slots, queued)."""
         catalog.check_supported(request, await self._unsloth_status() if request.provider == "unsloth"
                                 else UNSLOTH_NOT_ASKED)
-        self.check_capacity(running)
+        self.check_capacity(running, waiting)
         dataset_location, dataset_format = await self.resolve_dataset(request)
         model_source = await asyncio.to_thread(resolve_model_source, request.model_name)
         if not hardware.has_gpu and request.num_workers > max(1, int(hardware.cpus)):

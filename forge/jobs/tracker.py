@@ -94,9 +94,13 @@ class JobTracker:
         self._checkpoint_step = checkpoint_step
         self._kill_runner = kill_runner
 
-    def mark_orphans_interrupted(self) -> None:
-        """Jobs active in a previous life of the manager lost their runner with it (runners are its own)."""
-        for job in self.registry.jobs_with_status(set(ACTIVE_STATUSES)):
+    def mark_orphans_interrupted(self, *, keep_queued: bool = False) -> None:
+        """Jobs active in a previous life of the manager lost their runner with it (runners are its own).
+
+        With `keep_queued`, queued jobs (which had no runner yet) stay queued.
+        """
+        statuses = set(ACTIVE_STATUSES) - ({"queued"} if keep_queued else set())
+        for job in self.registry.jobs_with_status(statuses):
             message = self.interrupted_message(job.job_id, "the service stopped while this job was running")
             self.registry.update_job(job.job_id, status="interrupted", finished_at=utc_iso(), message=message,
                                      estimated_finish=None)
