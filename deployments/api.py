@@ -42,6 +42,7 @@ from forge.schemas import (
     ModelDetail,
     ModelList,
     ModelSummary,
+    ModelUpdate,
     StartTrainingResponse,
     StopTrainingResponse,
     TrainingRequest,
@@ -264,6 +265,11 @@ class ApiIngress:
     @app.get("/api/models/{model_id}", response_model=ModelDetail)
     async def get_model(self, model_id: ModelId) -> ModelDetail:
         return ModelDetail(**_model_summary(await self.manager.get_model.remote(model_id)))
+
+    @app.patch("/api/models/{model_id}", response_model=ModelDetail)
+    async def update_model(self, model_id: ModelId, body: ModelUpdate) -> ModelDetail:
+        """Rename a model (names are unique: 409 on a clash) or set its description."""
+        return ModelDetail(**_model_summary(await self.manager.update_model.remote(model_id, body)))
 
     @app.delete("/api/models/{model_id}", response_model=DeleteResponse)
     async def delete_model(self, model_id: ModelId) -> DeleteResponse:

@@ -175,6 +175,10 @@ class ForgeClient:
     def model(self, model_id: int) -> dict[str, Any]:
         return _body(self.get(f"/api/models/{model_id}"))
 
+    def update_model(self, model_id: int, **changes: Optional[str]) -> dict[str, Any]:
+        """PATCH /api/models/{id}: set `name` and/or `description`; the model's detail after the change."""
+        return _body(self.request("PATCH", f"/api/models/{model_id}", json=changes))
+
     def delete_model(self, model_id: int) -> dict[str, Any]:
         return _body(self.delete(f"/api/models/{model_id}"))
 

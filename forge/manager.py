@@ -17,7 +17,7 @@ from typing import Any, Optional
 import ray
 
 from forge.datasets import sanitize_filename, versioned_name
-from forge.errors import ForgeError, NotFound
+from forge.errors import Conflict, ForgeError, NotFound
 from forge.feed import ChangeFeed
 from forge.jobs import listing
 from forge.jobs.admission import Admission, PreparedJob, training_hardware
@@ -25,7 +25,7 @@ from forge.jobs.queue import JobQueue
 from forge.jobs.runners import RUNNER_ENV, RunnerPool, resources_needed, shortfall, waiting_reason
 from forge.jobs.tracker import ActiveJob, JobTracker
 from forge.registry import DatasetRecord, JobRecord, Registry
-from forge.schemas import TrainingRequest, ValidationReport, utc_iso
+from forge.schemas import ModelUpdate, TrainingRequest, ValidationReport, utc_iso
 from forge.settings import RAY_NAMESPACE, Settings
 from forge.storage import Storage
 from forge.training.checkpoints import latest_registered_step
@@ -270,6 +270,18 @@ class TrainingManager:
         if model is None:
             raise NotFound(f"model {model_id} does not exist")
         return model.model_dump()
+
+    async def update_model(self, model_id: int, update: ModelUpdate) -> dict[str, Any]:
+        if self.registry.get_model(model_id) is None:
+            raise NotFound(f"model {model_id} does not exist")
+        changes = update.model_dump(include=update.model_fields_set)
+        holder = self.registry.model_named(update.name) if update.name else None
+        if holder is not None and holder.id != model_id:
+            raise Conflict(f"model {holder.id} is already named {update.name!r}; model names are unique")
+        if changes.get("description") == "":
+            changes["description"] = None
+        self.registry.update_model(model_id, **changes)
+        return await self.get_model(model_id)
 
     async def delete_model(self, model_id: int) -> None:
         model = self.registry.get_model(model_id)

@@ -70,13 +70,15 @@ CREATE TABLE IF NOT EXISTS models (
     path            TEXT NOT NULL,
     size_bytes      INTEGER NOT NULL,
     created_at      TEXT NOT NULL,
-    job_id          TEXT
+    job_id          TEXT,
+    description     TEXT
 );
 """
 
 # Columns added after the first release: a registry written before them gains them, empty,
 # when it is opened (SQLite adds a column in place; old rows read NULL).
-_ADDED_COLUMNS = {"jobs": {"started_at": "TEXT", "options": "TEXT", "estimated_finish": "TEXT"}}
+_ADDED_COLUMNS = {"jobs": {"started_at": "TEXT", "options": "TEXT", "estimated_finish": "TEXT"},
+                  "models": {"description": "TEXT"}}
 
 
 class DatasetRecord(BaseModel):
@@ -121,6 +123,7 @@ class ModelRecord(BaseModel):
     size_bytes: int
     created_at: str
     job_id: Optional[str] = None
+    description: Optional[str] = None
 
 
 _JOB_COLUMNS = tuple(JobRecord.model_fields)
@@ -289,6 +292,18 @@ class Registry:
 
     def list_models(self) -> list[ModelRecord]:
         return [ModelRecord(**self._row(r)) for r in self._db.execute("SELECT * FROM models ORDER BY id").fetchall()]
+
+    def model_named(self, name: str) -> Optional[ModelRecord]:
+        row = self._db.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
+        return ModelRecord(**self._row(row)) if row else None
+
+    def update_model(self, model_id: int, **fields: Optional[str]) -> None:
+        """Set a model's `name` and/or `description` (the fields a user may change)."""
+        unknown = set(fields) - {"name", "description"}
+        if unknown:
+            raise ValueError(f"a model's {sorted(unknown)} cannot be changed")
+        assignments = ", ".join(f"{name} = :{name}" for name in fields)
+        self._db.execute(f"UPDATE models SET {assignments} WHERE id = :id", {**fields, "id": model_id})
 
     def delete_model(self, model_id: int) -> bool:
         return self._db.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount > 0

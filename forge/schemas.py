@@ -222,6 +222,29 @@ class ModelDetail(ModelSummary):
     training_params: TrainingParams
     metrics: dict[str, Optional[float]]
     job_id: Optional[str] = None
+    description: Optional[str] = Field(None, description="Free text the user set (PATCH /api/models/{id}).")
+
+
+class ModelUpdate(_Request):
+    """Body of PATCH /api/models/{id}: the fields to change; absent ones stay as they are."""
+
+    name: Optional[str] = Field(None, min_length=1, max_length=200, description="A new name, unique among models.")
+    description: Optional[str] = Field(None, max_length=5000, description="Free text; an empty string clears it.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> "ModelUpdate":
+        if not self.model_fields_set:
+            raise ValueError("send `name` and/or `description`")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("`name` cannot be null: a model always has a name")
+        return self
 
 
 class DeleteResponse(BaseModel):

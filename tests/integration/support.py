@@ -72,6 +72,9 @@ class Service:
     def __post_init__(self) -> None:
         self.client = ForgeClient(self.url, timeout=60)
 
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.client.request(method, path, **kwargs)
+
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.client.get(path, **kwargs)
 

@@ -46,7 +46,8 @@ def _bearer(token: str) -> dict[str, str]:
 
 PROTECTED = [
     ("get", "/api/info"), ("get", "/api/datasets"), ("get", "/api/models"), ("get", "/api/models/1"),
-    ("delete", "/api/models/1"), ("get", "/api/training_status"), ("post", "/api/start_training"),
+    ("delete", "/api/models/1"), ("patch", "/api/models/1"), ("get", "/api/training_status"),
+    ("post", "/api/start_training"),
     ("post", "/api/stop_training"), ("post", "/api/upload_dataset"), ("post", "/api/playground/generate"),
     ("get", "/api/jobs"), ("get", "/api/jobs/train_0"), ("get", "/api/jobs/train_0/events"),
     ("get", "/api/jobs/train_0/metrics"), ("post", "/api/jobs/train_0/resume"),

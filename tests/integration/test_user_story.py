@@ -219,6 +219,25 @@ def test_model_is_registered(service: Service, story: dict):
     story["model_id"] = model_id
 
 
+def test_a_model_is_renamed_and_described_and_names_stay_unique(service: Service, story: dict,
+                                                                  trained_models: list[dict]):
+    model_id = story["model_id"]
+    renamed = service.client.update_model(model_id, name="arithmetic-helper", description="the story's model")
+    assert (renamed["id"], renamed["name"], renamed["description"]) == (model_id, "arithmetic-helper",
+                                                                        "the story's model")
+    listed = next(m for m in service.client.models() if m["id"] == model_id)
+    assert listed["name"] == "arithmetic-helper"
+    # Another model's name is taken: 409, and nothing changed.
+    taken = service.client.model(trained_models[0]["model_id"])["name"]
+    clash = assert_error_shape(service.request("PATCH", f"/api/models/{model_id}", json={"name": taken}), 409)
+    assert taken in clash["detail"]
+    assert service.client.model(model_id)["name"] == "arithmetic-helper"
+    # The description alone changes; an empty one clears it.
+    assert service.client.update_model(model_id, description="")["description"] is None
+    assert_error_shape(service.request("PATCH", f"/api/models/{model_id}", json={}), 400)
+    assert_error_shape(service.request("PATCH", "/api/models/987654", json={"name": "x"}), 404)
+
+
 def test_playground_generates_deterministically_and_the_adapter_matters(service: Service, story: dict):
     body = {"model_id": story["model_id"], "prompt": PROMPT, "max_new_tokens": 16, "temperature": 0}
     first = service.post("/api/playground/generate", json=body)

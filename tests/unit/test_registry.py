@@ -306,3 +306,16 @@ def test_a_registry_from_before_started_at_and_options_gains_them_and_keeps_its_
         reg.close()
     # Opening it again adds nothing twice.
     Registry(path).close()
+
+
+def test_a_model_is_renamed_and_described_and_found_by_name(registry, tmp_path):
+    model = registry.add_model(place_files=_placer(tmp_path), size_bytes=_dir_size, **MODEL_FIELDS)
+    assert model.description is None and registry.model_named("my-model").id == model.id
+    registry.update_model(model.id, name="support-bot", description="v1, trained on the FAQ")
+    renamed = registry.get_model(model.id)
+    assert (renamed.name, renamed.description) == ("support-bot", "v1, trained on the FAQ")
+    assert registry.model_named("my-model") is None and registry.model_named("support-bot").id == model.id
+    registry.update_model(model.id, description=None)
+    assert registry.get_model(model.id).name == "support-bot" and registry.get_model(model.id).description is None
+    with pytest.raises(ValueError, match="cannot be changed"):
+        registry.update_model(model.id, path="/elsewhere")

@@ -304,3 +304,13 @@ def test_a_context_and_a_question_need_no_prompt_but_anything_else_does():
     for fields in ({}, {"question": "Where is it?"}, {"context": "It is in Oslo."}):
         with pytest.raises(ValidationError, match="send `prompt`"):
             GenerateRequest(model_id=1, **fields)
+
+
+def test_a_model_update_changes_what_was_sent_and_never_blanks_a_name():
+    from forge.schemas import ModelUpdate
+
+    assert ModelUpdate(name="  support-bot ").model_dump(include={"name"}) == {"name": "support-bot"}
+    assert ModelUpdate(description="").model_fields_set == {"description"}
+    for body in ({}, {"name": None}, {"name": "   "}, {"name": ""}, {"path": "/x"}):
+        with pytest.raises(ValidationError):
+            ModelUpdate(**body)
