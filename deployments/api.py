@@ -28,6 +28,7 @@ from forge.schemas import (
     STRATEGIES,
     TASKS,
     TERMINAL_STATUSES,
+    DatasetDetail,
     DatasetInfo,
     DatasetList,
     DeleteResponse,
@@ -174,6 +175,22 @@ class ApiIngress:
     async def list_datasets(self) -> DatasetList:
         records = await self.manager.list_datasets.remote()
         return DatasetList(datasets=[DatasetInfo(**r, size_mb=_mb(r["size_bytes"])) for r in records])
+
+    @app.get("/api/datasets/{filename}", response_model=DatasetDetail)
+    async def get_dataset(
+        self, filename: str,
+        offset: Annotated[int, Query(ge=0, description="The first row to show, 0 first.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page.")] = 20,
+    ) -> DatasetDetail:
+        """A dataset's format, row count and size, and a page of its rows."""
+        detail = await self.manager.dataset_rows.remote(filename, offset, limit)
+        return DatasetDetail(**detail, size_mb=_mb(detail["size_bytes"]))
+
+    @app.delete("/api/datasets/{filename}", response_model=DeleteResponse)
+    async def delete_dataset(self, filename: str) -> DeleteResponse:
+        """Delete a dataset (409 while a running or queued job trains on it); models trained on it stay."""
+        await self.manager.delete_dataset.remote(filename)
+        return DeleteResponse(message="Dataset deleted successfully")
 
     # -------------------------------------------------------------- training
 

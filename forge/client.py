@@ -185,6 +185,13 @@ class ForgeClient:
     def datasets(self) -> list[dict[str, Any]]:
         return _body(self.get("/api/datasets"))["datasets"]
 
+    def dataset(self, filename: str, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        """GET /api/datasets/{filename}: its format, rows and size, and rows `offset` .. `offset + limit - 1`."""
+        return _body(self.get(f"/api/datasets/{filename}", params={"offset": offset, "limit": limit}))
+
+    def delete_dataset(self, filename: str) -> dict[str, Any]:
+        return _body(self.delete(f"/api/datasets/{filename}"))
+
     def generate(self, model_id: int, prompt: str, **options: Any) -> dict[str, Any]:
         """POST /api/playground/generate; `options` are the request's other fields (max_new_tokens, ...)."""
         return _body(self.post("/api/playground/generate", json={"model_id": model_id, "prompt": prompt, **options}))

@@ -16,16 +16,17 @@ from typing import Any, Optional
 
 import ray
 
-from forge.datasets import sanitize_filename, versioned_name
-from forge.errors import Conflict, ForgeError, NotFound
+from forge.dataset_store import DatasetStore
+from forge.errors import ForgeError, NotFound
 from forge.feed import ChangeFeed
 from forge.jobs import listing
 from forge.jobs.admission import Admission, PreparedJob, training_hardware
 from forge.jobs.queue import JobQueue
 from forge.jobs.runners import RUNNER_ENV, RunnerPool, resources_needed, shortfall, waiting_reason
 from forge.jobs.tracker import ActiveJob, JobTracker
-from forge.registry import DatasetRecord, JobRecord, Registry
-from forge.schemas import ModelUpdate, TrainingRequest, ValidationReport, utc_iso
+from forge.model_store import ModelStore
+from forge.registry import JobRecord, Registry
+from forge.schemas import ModelUpdate, TrainingRequest, ValidationReport
 from forge.settings import RAY_NAMESPACE, Settings
 from forge.storage import Storage
 from forge.training.checkpoints import latest_registered_step
@@ -45,6 +46,8 @@ class TrainingManager:
         self.storage = Storage(settings)
         self.storage.ensure_dirs()
         self.registry = Registry(self.storage.database)
+        self.datasets = DatasetStore(self.registry, self.storage)
+        self.models = ModelStore(self.registry, self.storage)
         self.runners = RunnerPool(settings)
         self.admission = Admission(settings, self.storage, self.registry, self.unsloth_status)
         self.tracker = JobTracker(self.registry, self.storage, ChangeFeed(),
@@ -81,25 +84,19 @@ class TrainingManager:
 
     async def register_dataset(self, staged: str, filename: str, report: dict[str, Any]) -> dict[str, Any]:
         """Move a validated upload (a storage path) into place under a free name and record it."""
-        validation = ValidationReport.model_validate(report)
-        try:
-            name = versioned_name(sanitize_filename(filename), lambda n: self._dataset_taken(n))
-            final = self.storage.dataset_path(name)
-            await asyncio.to_thread(self.storage.move, staged, final)
-        finally:
-            await asyncio.to_thread(self.storage.remove_tree, staged)
-        record = DatasetRecord(
-            filename=name, format=validation.format, num_examples=validation.num_examples,
-            size_bytes=self.storage.size_bytes(final), uploaded_at=utc_iso(),
-        )
-        self.registry.add_dataset(record)
-        return record.model_dump()
-
-    def _dataset_taken(self, name: str) -> bool:
-        return self.registry.get_dataset(name) is not None or self.storage.exists(self.storage.dataset_path(name))
+        return (await self.datasets.register(staged, filename, ValidationReport.model_validate(report))).model_dump()
 
     async def list_datasets(self) -> list[dict[str, Any]]:
-        return [d.model_dump() for d in self.registry.list_datasets()]
+        return [d.model_dump() for d in self.datasets.all()]
+
+    async def dataset_rows(self, filename: str, offset: int, limit: int) -> dict[str, Any]:
+        rows, more = await self.datasets.rows(filename, offset, limit)
+        return {**self.datasets.get(filename).model_dump(), "rows": rows, "offset": offset,
+                "next_offset": offset + len(rows) if more else None}
+
+    async def delete_dataset(self, filename: str) -> None:
+        jobs = [*(j.record for j in self.tracker.active.values()), *self.queue.waiting(self.tracker.active)]
+        await self.datasets.delete(filename, used_by={j.job_id for j in jobs if j.request.get("dataset") == filename})
 
     # ------------------------------------------------------------------ jobs
 
@@ -263,33 +260,16 @@ class TrainingManager:
     # ---------------------------------------------------------------- models
 
     async def list_models(self) -> list[dict[str, Any]]:
-        return [m.model_dump() for m in self.registry.list_models()]
+        return [m.model_dump() for m in self.models.all()]
 
     async def get_model(self, model_id: int) -> dict[str, Any]:
-        model = self.registry.get_model(model_id)
-        if model is None:
-            raise NotFound(f"model {model_id} does not exist")
-        return model.model_dump()
+        return self.models.get(model_id).model_dump()
 
     async def update_model(self, model_id: int, update: ModelUpdate) -> dict[str, Any]:
-        if self.registry.get_model(model_id) is None:
-            raise NotFound(f"model {model_id} does not exist")
-        changes = update.model_dump(include=update.model_fields_set)
-        holder = self.registry.model_named(update.name) if update.name else None
-        if holder is not None and holder.id != model_id:
-            raise Conflict(f"model {holder.id} is already named {update.name!r}; model names are unique")
-        if changes.get("description") == "":
-            changes["description"] = None
-        self.registry.update_model(model_id, **changes)
-        return await self.get_model(model_id)
+        return self.models.update(model_id, update).model_dump()
 
     async def delete_model(self, model_id: int) -> None:
-        model = self.registry.get_model(model_id)
-        if model is None:
-            raise NotFound(f"model {model_id} does not exist")
-        # Row first: a crash between the two leaves stray files, never a model without files.
-        self.registry.delete_model(model_id)
-        await asyncio.to_thread(self.storage.remove_tree, self.storage.path_of(model.path))
+        await self.models.delete(model_id)
 
 
 def get_or_create_manager(settings: Settings):

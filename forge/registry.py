@@ -177,6 +177,9 @@ class Registry:
         row = self._db.execute("SELECT * FROM datasets WHERE filename = ?", (filename,)).fetchone()
         return DatasetRecord(**self._row(row)) if row else None
 
+    def delete_dataset(self, filename: str) -> bool:
+        return self._db.execute("DELETE FROM datasets WHERE filename = ?", (filename,)).rowcount > 0
+
     def list_datasets(self) -> list[DatasetRecord]:
         rows = self._db.execute("SELECT * FROM datasets ORDER BY uploaded_at, filename").fetchall()
         return [DatasetRecord(**self._row(r)) for r in rows]

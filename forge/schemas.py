@@ -298,6 +298,14 @@ class DatasetList(BaseModel):
     datasets: list[DatasetInfo]
 
 
+class DatasetDetail(DatasetInfo):
+    """Body of GET /api/datasets/{filename}: the dataset and a page of its rows."""
+
+    rows: list[dict[str, Any]] = Field(description="Rows `offset` onwards, as stored (blank lines skipped).")
+    offset: int = Field(description="The index of the first row shown, 0 first.")
+    next_offset: Optional[int] = Field(None, description="Pass as `offset` for the next page; null after the last row.")
+
+
 # ------------------------------------------------------------------- playground
 
 MAX_NEW_TOKENS_CAP = 1024

@@ -43,6 +43,9 @@ def test_starts_queue_in_order_one_is_cancelled_a_full_queue_is_409_and_the_queu
     assert "queue is full" in full["detail"] and "FORGE_QUEUE_SIZE=2" in full["detail"]
     listed = {j["job_id"] for j in service.client.jobs(status=["queued"])}
     assert listed == {next_id, cancelled_id}
+    # Their dataset cannot be deleted from under them.
+    in_use = assert_error_shape(service.delete(f"/api/datasets/{dataset}"), 409)
+    assert first_id in in_use["detail"] and next_id in in_use["detail"]
 
     # A queued job is cancelled without ever starting; the one ahead of it moves up.
     stopped = service.post("/api/stop_training", params={"job_id": cancelled_id})

@@ -1,0 +1,73 @@
+"""Datasets without Ray: registered under a free name, read a page at a time, deleted unless a job uses them.
+
+Real SQLite registry and real files under a local FORGE_STORAGE (tmp_path).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forge.dataset_store import DatasetStore
+from forge.errors import Conflict, NotFound
+from forge.registry import Registry
+from forge.schemas import ValidationReport
+from forge.settings import Settings
+from forge.storage import Storage
+
+pytestmark = pytest.mark.anyio
+ROWS = [{"input": f"question {i}", "output": f"answer {i}"} for i in range(7)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    storage = Storage(Settings(home=tmp_path / "home", storage=str(tmp_path / "storage")))
+    storage.ensure_dirs()
+    registry = Registry(storage.database)
+    yield DatasetStore(registry, storage)
+    registry.close()
+
+
+async def _upload(store: DatasetStore, name: str, tmp_path: Path) -> str:
+    staged = tmp_path / f"staged-{name}"
+    # A blank line in the middle, as editors leave them: not a row.
+    lines = [json.dumps(r) for r in ROWS]
+    staged.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + "\n")
+    report = ValidationReport(valid=True, num_examples=len(ROWS), format="pairs")
+    return (await store.register(str(staged), name, report)).filename
+
+
+async def test_rows_come_a_page_at_a_time_as_stored(store, tmp_path):
+    name = await _upload(store, "faq.jsonl", tmp_path)
+    assert await store.rows(name, 0, 3) == (ROWS[:3], True)
+    assert await store.rows(name, 3, 3) == (ROWS[3:6], True)
+    assert await store.rows(name, 6, 3) == (ROWS[6:], False)
+    assert await store.rows(name, 0, 7) == (ROWS, False)
+    assert await store.rows(name, 50, 3) == ([], False)
+    with pytest.raises(NotFound):
+        await store.rows("missing.jsonl", 0, 3)
+
+
+async def test_a_second_upload_of_a_name_gets_a_versioned_one(store, tmp_path):
+    assert await _upload(store, "faq.jsonl", tmp_path) == "faq.jsonl"
+    assert await _upload(store, "faq.jsonl", tmp_path) == "faq-2.jsonl"
+    assert [d.filename for d in store.all()] == ["faq.jsonl", "faq-2.jsonl"]
+
+
+async def test_a_dataset_in_use_is_kept_and_one_that_is_not_goes_with_its_file(store, tmp_path):
+    name = await _upload(store, "faq.jsonl", tmp_path)
+    stored = Path(store.storage.dataset_path(name))
+    with pytest.raises(Conflict, match="used by train_a"):
+        await store.delete(name, used_by={"train_a"})
+    assert stored.is_file() and store.get(name)
+    await store.delete(name, used_by=set())
+    assert not stored.exists() and store.all() == []
+    with pytest.raises(NotFound):
+        await store.delete(name, used_by=set())
