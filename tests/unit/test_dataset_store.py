@@ -12,27 +12,15 @@ import pytest
 
 from forge.dataset_store import DatasetStore
 from forge.errors import Conflict, NotFound
-from forge.registry import Registry
 from forge.schemas import ValidationReport
-from forge.settings import Settings
-from forge.storage import Storage
 
 pytestmark = pytest.mark.anyio
 ROWS = [{"input": f"question {i}", "output": f"answer {i}"} for i in range(7)]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    storage = Storage(Settings(home=tmp_path / "home", storage=str(tmp_path / "storage")))
-    storage.ensure_dirs()
-    registry = Registry(storage.database)
-    yield DatasetStore(registry, storage)
-    registry.close()
+def store(local_storage, storage_registry) -> DatasetStore:
+    return DatasetStore(storage_registry, local_storage)
 
 
 async def _upload(store: DatasetStore, name: str, tmp_path: Path) -> str:

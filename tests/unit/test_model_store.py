@@ -8,26 +8,14 @@ import pytest
 
 from forge.errors import Conflict, NotFound
 from forge.model_store import ModelStore
-from forge.registry import Registry
 from forge.schemas import ModelUpdate
-from forge.settings import Settings
-from forge.storage import Storage
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    storage = Storage(Settings(home=tmp_path / "home", storage=str(tmp_path / "storage")))
-    storage.ensure_dirs()
-    registry = Registry(storage.database)
-    yield ModelStore(registry, storage)
-    registry.close()
+def store(local_storage, storage_registry) -> ModelStore:
+    return ModelStore(storage_registry, local_storage)
 
 
 def _register(store: ModelStore, name: str) -> int:
