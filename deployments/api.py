@@ -17,6 +17,7 @@ from ray.serve.handle import DeploymentHandle
 from deployments.auth import ApiKeyMiddleware
 from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
+from deployments.pickling import keep_fastapi_unset_across_pickling
 from forge import catalog, datasets
 from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
 from forge.jobs.listing import MAX_PAGE
@@ -55,10 +56,11 @@ from forge.storage import Storage
 from forge.unsloth_env import ProviderStatus
 
 _UPLOAD_CHUNK = 1024 * 1024
-# Constraints without Path(...): a pickled Path() publishes `"example": {}` (see training_status).
+# A model id's bounds on the type itself: every route taking one shares them.
 ModelId = Annotated[int, Interval(ge=1, le=MAX_ID)]
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)}
 
+keep_fastapi_unset_across_pickling()  # before @serve.ingress below freezes the app
 app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS)
 install_error_handlers(app)
 app.add_middleware(ApiKeyMiddleware)
@@ -200,8 +202,6 @@ class ApiIngress:
         return StartTrainingResponse(**started)
 
     @app.get("/api/training_status", response_model=TrainingStatus)
-    # Query parameters are plain defaults, not Query(...): Serve pickles the app, and a
-    # pickled Query() loses FastAPI's "unset" sentinel and publishes `"example": {}`.
     async def training_status(self, job_id: Optional[str] = None) -> TrainingStatus:
         return TrainingStatus(**await self.manager.training_status.remote(job_id))
 

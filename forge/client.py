@@ -116,6 +116,7 @@ class ForgeClient:
              poll_s: float = 0.5) -> Status:
         """Poll the job's status until `until` holds (a predicate, or a set of states); return that status.
 
+        A 503 (the service's manager is restarting) is waited out like any other poll.
         Raises JobEndedError as soon as the job ends in a state `until` does not accept,
         TimeoutError after `timeout` seconds.
         """
@@ -126,7 +127,11 @@ class ForgeClient:
             reached, wanted = (lambda status: status["status"] in states), str(sorted(states))
         deadline = time.monotonic() + timeout
         while True:
-            status = self.status(job_id)
+            response = self.get("/api/training_status", params={"job_id": job_id})
+            if response.status_code == 503 and time.monotonic() < deadline:
+                time.sleep(poll_s)
+                continue
+            status = _body(response)
             if reached(status):
                 return status
             if status["status"] in TERMINAL_STATUSES:

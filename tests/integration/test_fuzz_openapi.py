@@ -6,6 +6,10 @@ invalid requests for each operation (a bounded number per operation, so CI can
 run it) and checks each response: never a 5xx, a status code the schema
 documents, and a body that matches the documented schema (the error shape
 included).
+
+The fuzzer deletes, renames and stops whatever ids it makes up, so it runs against a
+second app in the session's cluster with a registry of its own (FORGE_HOME), never
+against the session's shared models and jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
-from support import Service
+from support import Service, side_app
 
 from deployments.api import app
 
@@ -27,6 +31,13 @@ EXAMPLES_PER_OPERATION = 25
 schema = schemathesis.openapi.from_dict(app.openapi())
 
 
+@pytest.fixture(scope="module")
+def fuzzed(service: Service, tmp_path_factory: pytest.TempPathFactory):
+    environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("fuzz_home"))}
+    with side_app(service, "fuzz", environ, playground_min_replicas=0) as fuzzed:
+        yield fuzzed
+
+
 def test_the_fuzzed_schema_is_the_one_the_service_serves(service: Service):
     assert service.get("/openapi.json").json() == app.openapi()
 
@@ -34,9 +45,9 @@ def test_the_fuzzed_schema_is_the_one_the_service_serves(service: Service):
 @schema.parametrize()
 @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
-def test_every_endpoint_holds_its_schema(case, service: Service):
+def test_every_endpoint_holds_its_schema(case, fuzzed: Service):
     # Every check but "schema-valid data is accepted": the service also validates what a
     # schema cannot say (a dataset's rows, a filename's extension, a model that must exist).
-    response = case.call_and_validate(base_url=service.url, timeout=60,
+    response = case.call_and_validate(base_url=fuzzed.url, timeout=60,
                                       excluded_checks=[checks.positive_data_acceptance])
     assert response.status_code < 500

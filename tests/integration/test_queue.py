@@ -65,6 +65,6 @@ def test_starts_queue_in_order_one_is_cancelled_a_full_queue_is_409_and_the_queu
     assert final["status"] == "completed" and final["model_id"] is not None, final
     started = service.client.job(next_id)
     # It started in its turn: after the job ahead of it ended.
-    assert started["started_at"] > interrupted["finished_at"]
+    assert started["started_at"] > service.client.job(first_id)["finished_at"]
     assert "queued" in [e["kind"] for e in service.events(next_id)]
     assert list(service.client.jobs(status=["queued"])) == []

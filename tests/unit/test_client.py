@@ -69,7 +69,10 @@ class StandIn:
                 return {"job_id": None, "status": "idle", "current_step": 0}
             if job_id not in self.statuses:
                 return _error(404, "Not found", f"No training job {job_id}")
-            return self._status(job_id)
+            status = self._status(job_id)
+            if status["status"] == "restarting":  # as the service answers while its manager restarts
+                return _error(503, "Service unavailable", "the training manager is restarting")
+            return status
 
         @app.post("/api/start_training")
         async def start_training(request: Request):
@@ -184,6 +187,16 @@ def test_wait_raises_when_the_job_ends_in_a_state_not_waited_for(stand_in):
     server.script("train_s", "training", "stopped")
     with pytest.raises(JobEndedError, match="ended stopped"):
         client.wait("train_s", lambda s: s["current_step"] > 5, timeout=5, poll_s=0.01)
+
+
+def test_wait_waits_out_a_restarting_manager(stand_in):
+    server, url = stand_in
+    server.script("train_r", "training", "restarting", "restarting", "completed")
+    assert ForgeClient(url).wait("train_r", poll_s=0.01)["status"] == "completed"
+    # A status asked for once is the 503 it got.
+    server.script("train_r2", "restarting")
+    with pytest.raises(ForgeClientError, match="503"):
+        ForgeClient(url).status("train_r2")
 
 
 def test_wait_gives_up_after_its_timeout(stand_in):
