@@ -10,7 +10,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Optional
 
 from annotated_types import Interval
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -18,17 +18,26 @@ from deployments.auth import ApiKeyMiddleware
 from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
 from deployments.pickling import keep_fastapi_unset_across_pickling
+from deployments.training_feed import serve_feed
 from forge import catalog, datasets
-from forge.errors import BadRequest, ForgeError, NotFound, PayloadTooLarge
+from forge.errors import BadRequest, NotFound, PayloadTooLarge
+from forge.job_schemas import (
+    CheckpointList,
+    JobDetail,
+    JobEventPage,
+    JobList,
+    JobLogs,
+    JobMetricsPage,
+)
 from forge.jobs.listing import MAX_PAGE
-from forge.manager import get_or_create_manager
+from forge.jobs.logs import MAX_TAIL, read_job_log
+from forge.manager_handle import manager_with
 from forge.schemas import (
     API_VERSION,
     MAX_ID,
     PROVIDERS,
     STRATEGIES,
     TASKS,
-    TERMINAL_STATUSES,
     DatasetDetail,
     DatasetInfo,
     DatasetList,
@@ -38,8 +47,6 @@ from forge.schemas import (
     GenerateResponse,
     HealthResponse,
     InfoResponse,
-    JobDetail,
-    JobList,
     JobStatus,
     ModelDetail,
     ModelList,
@@ -58,6 +65,10 @@ from forge.unsloth_env import ProviderStatus
 _UPLOAD_CHUNK = 1024 * 1024
 # A model id's bounds on the type itself: every route taking one shares them.
 ModelId = Annotated[int, Interval(ge=1, le=MAX_ID)]
+# Paging a job's events and metrics: a long job has tens of thousands of logged steps.
+MAX_HISTORY_PAGE = 1000
+_Offset = Annotated[int, Query(ge=0, le=2**62, description="The first entry to return, 0 first.")]
+_HistoryLimit = Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE, description="Entries per page.")]
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)}
 
 keep_fastapi_unset_across_pickling()  # before @serve.ingress below freezes the app
@@ -74,14 +85,6 @@ def _model_summary(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "size_mb": _mb(record["size_bytes"])}
 
 
-async def _wait_for_disconnect(websocket: WebSocket) -> None:
-    try:
-        while True:
-            await websocket.receive_text()
-    except (WebSocketDisconnect, RuntimeError):
-        return
-
-
 # Module-level helpers above sit before the class on purpose: Serve serializes the
 # ingress class when it is decorated, so everything it calls must exist by then.
 # Every open /ws/training holds one ongoing request for its whole life, and the routes
@@ -95,7 +98,8 @@ class ApiIngress:
         configure_api_key(settings.api_key)
         self.storage = Storage(settings)
         self.storage.ensure_dirs()
-        self.manager = get_or_create_manager(settings)
+        # A redeploy with changed settings replaces an idle manager; with jobs running it fails, saying why.
+        self.manager = manager_with(settings)
         # Start the (slow) unsloth environment probe now, so /api/info answers quickly later.
         self.manager.unsloth_status.remote()
         # Jobs a previous life of the service queued start as soon as slots allow.
@@ -231,46 +235,58 @@ class ApiIngress:
         """Continue an interrupted, stopped or failed job from its latest checkpoint (same job id)."""
         return StartTrainingResponse(**await self.manager.resume_training.remote(job_id))
 
-    @app.get("/api/jobs/{job_id}/events")
-    async def job_events(self, job_id: str) -> dict[str, Any]:
-        return {"job_id": job_id, "events": await self.manager.job_events.remote(job_id)}
+    @app.delete("/api/jobs/{job_id}", response_model=DeleteResponse)
+    async def delete_job(self, job_id: str) -> DeleteResponse:
+        """Forget a finished job: its record, events, metrics, checkpoints and logs (409 while it is queued or
+        active). Models it registered stay."""
+        await self.manager.delete_job.remote(job_id)
+        return DeleteResponse(message="Job deleted successfully")
 
-    @app.get("/api/jobs/{job_id}/metrics")
-    async def job_metrics(self, job_id: str) -> dict[str, Any]:
-        return {"job_id": job_id, "metrics": await self.manager.job_metrics.remote(job_id)}
+    @app.get("/api/jobs/{job_id}/events", response_model=JobEventPage)
+    async def job_events(self, job_id: str, offset: _Offset = 0, limit: _HistoryLimit = MAX_HISTORY_PAGE
+                         ) -> JobEventPage:
+        """The job's history (queued, substitutions, settings, checkpoints, restarts, stop, its end), oldest first."""
+        return JobEventPage(**await self.manager.job_events.remote(job_id, offset, limit))
+
+    @app.get("/api/jobs/{job_id}/metrics", response_model=JobMetricsPage)
+    async def job_metrics(self, job_id: str, offset: _Offset = 0, limit: _HistoryLimit = MAX_HISTORY_PAGE
+                          ) -> JobMetricsPage:
+        """Every logged step's loss, learning rate, gradient norm and token count, and evaluations' losses."""
+        return JobMetricsPage(**await self.manager.job_metrics.remote(job_id, offset, limit))
+
+    @app.get("/api/jobs/{job_id}/logs", response_model=JobLogs)
+    async def job_logs(
+        self, job_id: str,
+        tail: Annotated[int, Query(ge=1, le=MAX_TAIL, description="How many of the last lines to return.")] = 200,
+        rank: Annotated[int, Query(ge=0, le=MAX_ID, description="Which worker (0: the one that reports).")] = 0,
+    ) -> JobLogs:
+        """The end of a worker's output (stdout and stderr), a failed job's traceback included.
+
+        Kept in FORGE_STORAGE with the job's files, so it outlives the Ray session."""
+        await self.manager.job_detail.remote(job_id)  # 404 for a job that does not exist
+        return await asyncio.to_thread(read_job_log, self.storage, job_id, rank, tail)
+
+    @app.get("/api/jobs/{job_id}/checkpoints", response_model=CheckpointList)
+    async def job_checkpoints(self, job_id: str) -> CheckpointList:
+        """The checkpoints the job keeps, oldest first, each with its step, time and losses.
+
+        A completed job keeps none: its model is registered."""
+        return CheckpointList(**await self.manager.job_checkpoints.remote(job_id))
+
+    @app.post("/api/jobs/{job_id}/checkpoints/{step}/register", response_model=ModelDetail)
+    async def register_checkpoint(self, job_id: str, step: Annotated[int, Interval(ge=0, le=MAX_ID)]) -> ModelDetail:
+        """Register a checkpoint's adapter as a model (named after the job and step), e.g. to try it in the
+        playground while the job still trains."""
+        return ModelDetail(**_model_summary(await self.manager.register_checkpoint.remote(job_id, step)))
 
     @app.websocket("/ws/training")
     async def training_feed(self, websocket: WebSocket, job_id: Optional[str] = None) -> None:
-        """Every status change, in order; with ?job_id= it closes after that job ends."""
-        await websocket.accept()
-        pump = asyncio.create_task(self._pump_feed(websocket, job_id))
-        hangup = asyncio.create_task(_wait_for_disconnect(websocket))
-        done, pending = await asyncio.wait({pump, hangup}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        if pump in done and pump.exception() is None:
-            await websocket.close()
+        """Every status change, in order; with ?job_id= it closes after that job ends.
 
-    async def _pump_feed(self, websocket: WebSocket, job_id: Optional[str]) -> None:
-        try:
-            seq, current = await self.manager.feed_position.remote(job_id)
-        except Exception as error:
-            cause = unwrap(error)
-            body = cause.to_body() if isinstance(cause, ForgeError) else {"error": "Internal server error",
-                                                                         "detail": "feed unavailable",
-                                                                         "status_code": 500}
-            await websocket.send_json(body)
-            return
-        await websocket.send_json(current)
-        if job_id and current["status"] in TERMINAL_STATUSES:
-            return
-        while True:
-            for seq, snapshot in await self.manager.feed_after.remote(seq):
-                if job_id and snapshot["job_id"] != job_id:
-                    continue
-                await websocket.send_json(snapshot)
-                if job_id and snapshot["status"] in TERMINAL_STATUSES:
-                    return
+        A restart of the training manager does not end the socket: it then sends the
+        status as the restarted manager sees it and goes on. If the manager stays away
+        longer than a minute, the socket closes with code 1011 and says so."""
+        await serve_feed(websocket, self.manager, job_id)
 
     # ---------------------------------------------------------------- models
 

@@ -160,13 +160,38 @@ class ForgeClient:
         """GET /api/jobs/{job_id}: the status, the request as sent, the options used and the substitutions."""
         return _body(self.get(f"/api/jobs/{job_id}"))
 
+    def _history(self, job_id: str, kind: str) -> list[dict[str, Any]]:
+        """Every entry of the job's `events` or `metrics`, oldest first, fetched a page at a time."""
+        entries: list[dict[str, Any]] = []
+        offset: Optional[int] = 0
+        while offset is not None:
+            page = _body(self.get(f"/api/jobs/{job_id}/{kind}", params={"offset": offset}))
+            entries += page[kind]
+            offset = page["next_offset"]
+        return entries
+
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """The job's events, oldest first."""
-        return _body(self.get(f"/api/jobs/{job_id}/events"))["events"]
+        return self._history(job_id, "events")
 
     def metrics(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's logged metrics, in step order."""
-        return _body(self.get(f"/api/jobs/{job_id}/metrics"))["metrics"]
+        """The job's logged metrics, in the order they were logged."""
+        return self._history(job_id, "metrics")
+
+    def logs(self, job_id: str, tail: int = 200, rank: int = 0) -> dict[str, Any]:
+        """GET /api/jobs/{job_id}/logs: the last `tail` lines of a worker's output (`lines`, `truncated`)."""
+        return _body(self.get(f"/api/jobs/{job_id}/logs", params={"tail": tail, "rank": rank}))
+
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        """The checkpoints the job keeps, oldest first (step, stage, saved_at, losses, registrable)."""
+        return _body(self.get(f"/api/jobs/{job_id}/checkpoints"))["checkpoints"]
+
+    def register_checkpoint(self, job_id: str, step: int) -> dict[str, Any]:
+        """Register the job's checkpoint at `step` as a model; the new model's detail."""
+        return _body(self.post(f"/api/jobs/{job_id}/checkpoints/{step}/register"))
+
+    def delete_job(self, job_id: str) -> dict[str, Any]:
+        return _body(self.delete(f"/api/jobs/{job_id}"))
 
     def stop(self, job_id: Optional[str] = None) -> dict[str, Any]:
         return _body(self.post("/api/stop_training", params={"job_id": job_id} if job_id else None))

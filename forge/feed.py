@@ -8,6 +8,7 @@ without the manager knowing who listens.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import deque
 from typing import Any
 
@@ -16,6 +17,9 @@ class ChangeFeed:
     def __init__(self, capacity: int = 10_000) -> None:
         self._entries: deque[tuple[int, dict[str, Any]]] = deque(maxlen=capacity)
         self._seq = 0
+        # Sequence numbers start over with each feed (a restarted manager has a new one): a
+        # reader names the feed it read from, and one it no longer finds starts over from now.
+        self.epoch = uuid.uuid4().hex
         self._changed = asyncio.Condition()
 
     @property

@@ -1,6 +1,7 @@
 """The TrainingManager actor: owns jobs, datasets and models, and the registry.
 
-One named, detached actor per cluster, and a thin façade over `forge.jobs`:
+One named, detached actor per cluster (forge/manager_handle.py finds or creates it),
+and a thin façade over `forge.jobs`:
 `Admission` decides whether a job may start, `RunnerPool` hands it a runner actor
 (one Ray Train run each), `JobTracker` applies what the workers report, decides how
 each run ends and publishes every change on the feed the WebSocket route reads.
@@ -17,17 +18,19 @@ from typing import Any, Optional
 import ray
 
 from forge.dataset_store import DatasetStore
-from forge.errors import ForgeError, NotFound
+from forge.errors import Conflict, ForgeError, NotFound
 from forge.feed import ChangeFeed
+from forge.job_schemas import CheckpointList, JobEventPage, JobMetricsPage
 from forge.jobs import listing
 from forge.jobs.admission import Admission, PreparedJob, training_hardware
+from forge.jobs.job_checkpoints import list_job_checkpoints
 from forge.jobs.queue import JobQueue
-from forge.jobs.runners import RUNNER_ENV, RunnerPool, resources_needed, shortfall, waiting_reason
+from forge.jobs.runners import RunnerPool, resources_needed, shortfall, waiting_reason
 from forge.jobs.tracker import ActiveJob, JobTracker
 from forge.model_store import ModelStore
 from forge.registry import JobRecord, Registry
-from forge.schemas import ModelUpdate, TrainingRequest, ValidationReport
-from forge.settings import RAY_NAMESPACE, Settings
+from forge.schemas import ACTIVE_STATUSES, ModelUpdate, TrainingRequest, ValidationReport
+from forge.settings import Settings
 from forge.storage import Storage
 from forge.training.checkpoints import latest_registered_step
 from forge.training.manager_link import ProgressUpdate, WorkerEvent
@@ -36,8 +39,6 @@ from forge.unsloth_env import ProviderStatus, probe_unsloth
 
 # A job whose workers have not started this long, for want of nodes, says why (its events, its status).
 WAITING_NOTICE_S = 30.0
-# Ray gives the head node, and only it, this resource.
-HEAD_NODE_RESOURCE = "node:__internal_head__"
 
 
 class TrainingManager:
@@ -75,6 +76,13 @@ class TrainingManager:
             self._unsloth_probe = asyncio.get_running_loop().create_task(
                 probe_unsloth(self.settings.unsloth_python))
         return await asyncio.shield(self._unsloth_probe)
+
+    async def current_settings(self) -> Settings:
+        return self.settings
+
+    async def is_idle(self) -> bool:
+        """No job runs (queued ones may wait: they are in the registry, for whichever manager comes next)."""
+        return not self.tracker.active
 
     async def provider_status(self) -> dict[str, Any]:
         return {"huggingface": {"available": True, "detail": "transformers + PEFT + TRL"},
@@ -171,7 +179,7 @@ class TrainingManager:
         finally:
             watch.cancel()
             self.runners.kill(job.runner)
-            self.tracker.close(job.record.job_id)
+            await self.tracker.close(job.record.job_id)
             asyncio.get_running_loop().create_task(self.start_queued())
             self.runners.keep_a_spare()
 
@@ -199,8 +207,9 @@ class TrainingManager:
 
     async def report_progress(self, job_id: str, updates: list[ProgressUpdate]) -> None:
         """Rank 0's progress, a few steps per call, oldest first; each step reaches the feed."""
-        for update in updates:
-            self.tracker.apply_progress(job_id, update)
+        with self.registry.batch():  # one commit for the whole call
+            for update in updates:
+                self.tracker.apply_progress(job_id, update)
 
     async def record_worker_event(self, job_id: str, event: WorkerEvent) -> None:
         self.tracker.record_worker_event(job_id, event)
@@ -227,17 +236,37 @@ class TrainingManager:
                                     f"no clean stop within {self.settings.stop_grace_s:g}s; killed")
             self.runners.kill(job.runner)
             await asyncio.wait({job.task}, timeout=30)
-        return {"status": "stopped", "message": "Training stopped successfully", "job_id": job.record.job_id}
+        return self._stop_answer(job)
+
+    def _stop_answer(self, job: ActiveJob) -> dict[str, Any]:
+        """"stopped" only for a job that has stopped; an error saying what happened otherwise."""
+        job_id = job.record.job_id
+        assert job.task is not None
+        if not job.task.done():
+            raise Conflict(f"job {job_id!r} is still stopping (its run did not end after the kill); "
+                           f"GET /api/training_status?job_id={job_id} shows when it has")
+        ended = self._job(job_id)
+        if ended.status != "stopped":  # the run finished its last step before the stop reached it
+            model = f"; its model {ended.model_id} is registered" if ended.model_id is not None else ""
+            raise Conflict(f"job {job_id!r} ended {ended.status} before the stop took effect{model}")
+        return {"status": "stopped", "message": "Training stopped successfully", "job_id": job_id}
 
     # ---------------------------------------------------------------- status
 
     async def training_status(self, job_id: Optional[str] = None) -> dict[str, Any]:
         return self.tracker.training_status(job_id).model_dump()
 
-    async def job_events(self, job_id: str) -> list[dict[str, Any]]:
-        if self.registry.get_job(job_id) is None:
+    def _job(self, job_id: str) -> JobRecord:
+        record = self.registry.get_job(job_id)
+        if record is None:
             raise NotFound(f"job {job_id!r} does not exist")
-        return [e.model_dump() for e in self.registry.events(job_id)]
+        return record
+
+    async def job_events(self, job_id: str, offset: int, limit: int) -> dict[str, Any]:
+        self._job(job_id)
+        events = self.registry.events(job_id, offset, limit + 1)  # one more: is there a next page?
+        return JobEventPage(job_id=job_id, events=events[:limit],
+                            next_offset=offset + limit if len(events) > limit else None).model_dump()
 
     async def list_jobs(self, statuses: list[str], limit: int, cursor: Optional[str]) -> dict[str, Any]:
         return listing.list_jobs(self.registry, statuses, limit, cursor).model_dump()
@@ -245,16 +274,40 @@ class TrainingManager:
     async def job_detail(self, job_id: str) -> dict[str, Any]:
         return listing.job_detail(self.registry, job_id).model_dump()
 
-    async def job_metrics(self, job_id: str) -> list[dict[str, Any]]:
-        if self.registry.get_job(job_id) is None:
-            raise NotFound(f"job {job_id!r} does not exist")
-        return self.registry.metrics(job_id)
+    async def job_metrics(self, job_id: str, offset: int, limit: int) -> dict[str, Any]:
+        self._job(job_id)
+        metrics = self.registry.metrics(job_id, offset, limit + 1)
+        return JobMetricsPage(job_id=job_id, metrics=metrics[:limit],
+                              next_offset=offset + limit if len(metrics) > limit else None).model_dump()
 
-    async def feed_position(self, job_id: Optional[str] = None) -> tuple[int, dict[str, Any]]:
-        """The feed's current sequence number and the status a new subscriber starts from."""
-        return self.tracker.feed.seq, await self.training_status(job_id)
+    async def job_checkpoints(self, job_id: str) -> dict[str, Any]:
+        self._job(job_id)
+        kept = await asyncio.to_thread(list_job_checkpoints, self.storage, job_id)
+        return CheckpointList(job_id=job_id, checkpoints=kept).model_dump()
 
-    async def feed_after(self, seq: int, timeout: float = 15.0) -> list[tuple[int, dict[str, Any]]]:
+    async def register_checkpoint(self, job_id: str, step: int) -> dict[str, Any]:
+        """Register the adapter of one of the job's kept checkpoints as a model (also while it trains)."""
+        return (await self.models.register_checkpoint(self._job(job_id), step)).model_dump()
+
+    async def delete_job(self, job_id: str) -> None:
+        """Forget a finished job: its record, history, checkpoints and logs (its models stay)."""
+        record = self._job(job_id)
+        if job_id in self.tracker.active or record.status in ACTIVE_STATUSES:
+            raise Conflict(f"job {job_id!r} is {record.status}; stop it (or cancel it, if queued) before deleting it")
+        # Rows first: a crash between the two leaves stray files, never a job without its files.
+        self.registry.delete_job(job_id)
+        for folder in (self.storage.run_dir(job_id), self.storage.job_logs_dir(job_id)):
+            await asyncio.to_thread(self.storage.remove_tree, folder)
+
+    async def feed_position(self, job_id: Optional[str] = None) -> tuple[str, int, dict[str, Any]]:
+        """The feed's epoch and current sequence number, and the status a new subscriber starts from."""
+        return self.tracker.feed.epoch, self.tracker.feed.seq, await self.training_status(job_id)
+
+    async def feed_after(self, epoch: str, seq: int,
+                         timeout: float = 15.0) -> Optional[list[tuple[int, dict[str, Any]]]]:
+        """The feed's entries after `seq`; None when `epoch` is a previous feed's (the manager restarted)."""
+        if epoch != self.tracker.feed.epoch:
+            return None
         return await self.tracker.feed.wait_after(seq, timeout)
 
     # ---------------------------------------------------------------- models
@@ -270,22 +323,3 @@ class TrainingManager:
 
     async def delete_model(self, model_id: int) -> None:
         await self.models.delete(model_id)
-
-
-def get_or_create_manager(settings: Settings):
-    """The cluster's one TrainingManager, created on first use."""
-    return (
-        ray.remote(TrainingManager)
-        .options(
-            name=settings.manager_name,
-            namespace=RAY_NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            num_cpus=0,
-            # On the head node, always: the registry file it owns must outlive worker-node churn.
-            resources={HEAD_NODE_RESOURCE: 0.001},
-            runtime_env={"env_vars": RUNNER_ENV},
-        )
-        .remote(settings)
-    )

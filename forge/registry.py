@@ -14,6 +14,7 @@ from typing import Any, Callable, Collection, Iterator, Optional
 
 from pydantic import BaseModel
 
+from forge.job_schemas import JobEvent
 from forge.schemas import JobProgress, JobStatus, utc_iso
 
 _SCHEMA = """
@@ -104,12 +105,6 @@ class JobRecord(JobProgress):
     options: Optional[dict[str, Any]] = None
 
 
-class JobEvent(BaseModel):
-    at: str
-    kind: str
-    message: str
-
-
 class ModelRecord(BaseModel):
     id: int
     name: str
@@ -137,6 +132,10 @@ class Registry:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # With WAL, NORMAL syncs at checkpoints, not at every commit: a killed process loses
+        # nothing committed and the file stays consistent; only a power cut may lose the last
+        # commits. A write per training step no longer waits on the disk.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
@@ -160,6 +159,12 @@ class Registry:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Everything written inside is one transaction (one commit for a batch of progress reports)."""
+        with self._transaction():
+            yield
 
     @staticmethod
     def _row(row: sqlite3.Row) -> dict[str, Any]:
@@ -242,8 +247,10 @@ class Registry:
             (job_id, utc_iso(), kind, message),
         )
 
-    def events(self, job_id: str) -> list[JobEvent]:
-        rows = self._db.execute("SELECT at, kind, message FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+    def events(self, job_id: str, offset: int = 0, limit: int = -1) -> list[JobEvent]:
+        """The job's events, oldest first: `limit` of them (-1: all) from the `offset`-th."""
+        rows = self._db.execute("SELECT at, kind, message FROM job_events WHERE job_id = ? ORDER BY id "
+                                "LIMIT ? OFFSET ?", (job_id, limit, offset))
         return [JobEvent(**dict(r)) for r in rows.fetchall()]
 
     def add_metrics(self, job_id: str, step: int, data: dict[str, Any]) -> None:
@@ -256,9 +263,18 @@ class Registry:
         """Drop the history past `step`: a run resumed from there redoes those steps."""
         self._db.execute("DELETE FROM job_metrics WHERE job_id = ? AND step > ?", (job_id, step))
 
-    def metrics(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT step, data FROM job_metrics WHERE job_id = ? ORDER BY rowid", (job_id,))
+    def metrics(self, job_id: str, offset: int = 0, limit: int = -1) -> list[dict[str, Any]]:
+        """The job's metric history in the order it was logged: `limit` entries (-1: all) from the `offset`-th."""
+        rows = self._db.execute("SELECT step, data FROM job_metrics WHERE job_id = ? ORDER BY rowid LIMIT ? OFFSET ?",
+                                (job_id, limit, offset))
         return [{"step": r["step"], **json.loads(r["data"])} for r in rows.fetchall()]
+
+    def delete_job(self, job_id: str) -> bool:
+        """Forget a job: its row, events and metrics, at once (its models stay)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM job_metrics WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            return db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,)).rowcount > 0
 
     # ------------------------------------------------------------------ models
 

@@ -154,39 +154,6 @@ class TrainingStatus(JobProgress):
     """Body of GET /api/training_status and of every /ws/training message."""
 
 
-class JobSummary(JobProgress):
-    """One job in GET /api/jobs: its status fields, what it trains, and when."""
-
-    job_id: str = Field(description="The job, `train_<hex>`.")
-    task: Task
-    strategy: Strategy
-    provider: Provider
-    model_name: str = Field(description="The base model, as the request named it.")
-    dataset: str = Field(description="The dataset, as the request named it.")
-    started_at: Optional[str] = Field(
-        None, description="When its workers first reported a training step (ISO 8601 UTC); null until then.")
-    finished_at: Optional[str] = Field(None, description="When it last ended (ISO 8601 UTC); null while active.")
-
-
-class JobList(BaseModel):
-    """Body of GET /api/jobs: a page of jobs, newest first."""
-
-    jobs: list[JobSummary]
-    next_cursor: Optional[str] = Field(
-        None, description="Pass as `cursor` to get the next page; null on the last page.")
-
-
-class JobDetail(JobSummary):
-    """Body of GET /api/jobs/{job_id}."""
-
-    request: dict[str, Any] = Field(description="The training request as submitted: the fields that were sent.")
-    options: Optional[dict[str, Any]] = Field(
-        None, description="What the workers use after hardware substitutions (device, optimizer, precision, "
-        "quantization), as of the job's latest start; null before it first started.")
-    notes: list[str] = Field(
-        default_factory=list, description="Every substitution made to the request, as a sentence (also in its events).")
-
-
 class StopTrainingResponse(BaseModel):
     status: Literal["stopped"] = "stopped"
     message: str

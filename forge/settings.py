@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         description="interpreter of the unsloth provider's environment",
     )
 
+    def changed_from(self, earlier: "Settings", ignore: frozenset[str] = frozenset()) -> list[str]:
+        """The FORGE_* variables whose values differ from `earlier`'s, in field order (`ignore`: field names)."""
+        prefix = self.model_config["env_prefix"]
+        return [f"{prefix}{name.upper()}" for name in type(self).model_fields
+                if name not in ignore and getattr(self, name) != getattr(earlier, name)]
+
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         """Settings from `environ` alone (os.environ when None)."""

@@ -27,6 +27,11 @@ from forge.settings import Settings
 _URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://", "file://")
 
 
+def worker_log_name(rank: int) -> str:
+    """A worker's log file in its job's log folder."""
+    return f"rank-{rank}.log"
+
+
 def is_uri(location: str) -> bool:
     return location.startswith(_URI_SCHEMES)
 
@@ -127,6 +132,10 @@ class Storage:
     def run_dir(self, job_id: str) -> str:
         """The job's Ray Train run (its checkpoints); the run is named by the job id."""
         return f"{self.runs_dir}/{job_id}"
+
+    def job_logs_dir(self, job_id: str) -> str:
+        """The job's worker output, one `rank-<rank>.log` per worker (forge.training.worker_log)."""
+        return f"{self.root}/logs/{job_id}"
 
     def staging_dir(self, job_id: str) -> str:
         """Where a job's rank 0 puts the final adapter before it is registered."""

@@ -139,6 +139,7 @@ class Admission:
             dataset_path=prepared.dataset_location, dataset_format=prepared.dataset_format,
             output_dir=self.storage.uri(self.storage.staging_dir(job_id)),
             builtin_dir=str(self.storage.builtin_dir), runs_dir=self.storage.uri(self.storage.runs_dir),
+            logs_dir=self.storage.uri(self.storage.job_logs_dir(job_id)),
             manager_name=self.settings.manager_name, namespace=RAY_NAMESPACE,
             trust_remote_code=self.settings.trust_remote_code,
             max_failures=self.settings.max_worker_failures,

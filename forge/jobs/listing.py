@@ -10,9 +10,10 @@ from collections.abc import Collection
 from typing import Optional
 
 from forge.errors import NotFound
+from forge.job_schemas import JobDetail, JobList, JobSummary
 from forge.pagination import decode_cursor, encode_cursor
 from forge.registry import JobRecord, Registry
-from forge.schemas import JobDetail, JobList, JobSummary, TrainingRequest
+from forge.schemas import TrainingRequest
 
 MAX_PAGE = 100
 

@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional
 
 from forge.errors import Conflict, NotFound, one_line
 from forge.feed import ChangeFeed
+from forge.model_store import files_mover, model_name
 from forge.registry import JobRecord, ModelRecord, Registry
 from forge.schemas import ACTIVE_STATUSES, TrainingRequest, TrainingStatus, utc_iso
 from forge.storage import Storage
@@ -48,6 +49,8 @@ class ActiveJob:
     failure: Optional[str] = None
     # The first logged step of the current worker group (its step and logged_at): the pace's origin.
     pace_origin: Optional[tuple[int, str]] = None
+    # Folders to delete once the run is closed (a completed job's checkpoints).
+    leftovers: list[str] = field(default_factory=list)
 
 
 def estimate_finish(origin: tuple[int, str], step: int, logged_at: str, total: int) -> Optional[str]:
@@ -169,21 +172,26 @@ class JobTracker:
                 self.finish(job_id, "failed", f"Training failed: {one_line(error)}")
                 return "failed"
             self.finish(job_id, "completed", "Training completed", model_id=model.id, progress=100.0)
-            # The model is registered; its checkpoints have nothing left to resume.
-            self.storage.remove_tree(self.storage.run_dir(job_id))
+            # The model is registered; its checkpoints have nothing left to resume (deleted on close).
+            job.leftovers.append(self.storage.run_dir(job_id))
         elif end == "stopped":
             self.finish(job_id, "stopped", "Training stopped by request")
         elif end == "interrupted":
             self.finish(job_id, "interrupted", self.interrupted_message(job_id, "its runner was lost"))
         else:
             log.error("job %s failed", job_id, exc_info=outcome if isinstance(outcome, BaseException) else None)
-            self.finish(job_id, "failed", f"Training failed: {job.failure or one_line(outcome)}")
+            self.finish(job_id, "failed", f"Training failed: {job.failure or one_line(outcome)} "
+                                          f"(the workers' output: GET /api/jobs/{job_id}/logs)")
         return end
 
-    def close(self, job_id: str) -> None:
-        """The job's run is over: forget it, and whatever it left unregistered in staging."""
-        self.storage.remove_tree(self.storage.staging_dir(job_id))
-        self.active.pop(job_id, None)
+    async def close(self, job_id: str) -> None:
+        """The job's run is over: forget it, whatever it left unregistered in staging, and its leftovers.
+
+        The files go in a thread: deleting a folder on an object store takes a while.
+        """
+        job = self.active.pop(job_id, None)
+        for path in [self.storage.staging_dir(job_id), *(job.leftovers if job else ())]:
+            await asyncio.to_thread(self.storage.remove_tree, path)
 
     def register_model(self, job: ActiveJob, metrics: dict[str, Any]) -> ModelRecord:
         """Move the job's adapter from staging to its model folder and register it, as one step."""
@@ -192,20 +200,10 @@ class JobTracker:
         staging = self.storage.staging_dir(job.record.job_id)
         if not self.storage.exists(f"{staging}/forge.json"):
             raise RuntimeError("the run finished without writing an adapter")
-
-        # Inside the registry's transaction, on the event loop: a rename on a local or
-        # mounted storage; a copy of the adapter's few files on an object store.
-        def place_files(model_id: int) -> str:
-            target = self.storage.model_dir(model_id)
-            self.storage.remove_tree(target)
-            self.storage.move(staging, target)
-            return self.storage.display(target)
-
-        base = request.model_name.rstrip("/").split("/")[-1]
         return self.registry.add_model(
-            place_files=place_files,
+            place_files=files_mover(self.storage, staging),
             size_bytes=lambda shown: self.storage.size_bytes(self.storage.path_of(shown)),
-            name=f"{base}-{request.strategy}-{job.record.job_id.removeprefix('train_')}",
+            name=model_name(request.model_name, request.strategy, job.record.job_id),
             base_model=request.model_name,
             task=request.task,
             provider=request.provider,

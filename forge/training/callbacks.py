@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from forge.modeling.model_card import ModelCard
 from forge.schemas import utc_iso
 from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, CheckpointStore, checkpoint_name, save_every
 from forge.training.manager_link import JobLink, ProgressUpdate
@@ -80,6 +81,19 @@ class ProgressCallback(TrainerCallback):
         return agree_on_stop(self.link.stop_requested() if self.is_main else False)
 
 
+def losses_at(log_history: list[dict[str, Any]], step: int) -> dict[str, float]:
+    """The training loss logged at `step` (or the last before it), and the evaluation loss at `step` if any."""
+    losses: dict[str, float] = {}
+    for entry in log_history:
+        if entry.get("step", 0) > step:
+            break
+        if "loss" in entry:
+            losses["train_loss"] = float(entry["loss"])
+        if "eval_loss" in entry and entry.get("step") == step:
+            losses["eval_loss"] = float(entry["eval_loss"])
+    return losses
+
+
 class CheckpointCallback(TrainerCallback):
     """Asks the trainer for a checkpoint every few steps and hands each one to the store.
 
@@ -90,8 +104,11 @@ class CheckpointCallback(TrainerCallback):
 
     def __init__(self, store: CheckpointStore, *, stage: str, is_main: bool, save_steps: Optional[int],
                  step_offset: int = 0, extras: Optional[dict[str, Path]] = None,
-                 on_saved: Optional[Callable[[int], None]] = None) -> None:
+                 on_saved: Optional[Callable[[int], None]] = None,
+                 card: Optional[Callable[[dict[str, Any]], ModelCard]] = None) -> None:
+        """`card(metrics)`: the model card of the stage's model, when it is the job's model (registrable)."""
         self.store = store
+        self.card = card
         self.stage = stage
         self.is_main = is_main
         self.save_steps = save_steps
@@ -113,6 +130,7 @@ class CheckpointCallback(TrainerCallback):
         job_step = self.step_offset + state.global_step
         name = checkpoint_name(self.stage, job_step)
         meta = {"stage": self.stage, "step": state.global_step, "job_step": job_step}
+        losses = losses_at(state.log_history, state.global_step)
         with tempfile.TemporaryDirectory(prefix="forge-ckpt-") as bundle_dir:
             bundle = None
             if self.is_main:
@@ -121,7 +139,11 @@ class CheckpointCallback(TrainerCallback):
                 for folder_name, folder in self.extras.items():
                     shutil.copytree(folder, bundle / folder_name)
                 (bundle / CHECKPOINT_META).write_text(json.dumps(meta))
-            self.store.save(bundle, name, {"job_step": job_step, "stage": self.stage})
+                if self.card is not None:  # what registering this checkpoint as a model needs
+                    self.card({"step": job_step, **losses}).write(bundle)
+            # What the job's checkpoint list shows (Ray Train keeps it with the checkpoint).
+            self.store.save(bundle, name, {"job_step": job_step, "stage": self.stage, "saved_at": utc_iso(),
+                                           "registrable": self.card is not None, **losses})
         # The store has its copy; the scratch folder only needs the next one.
         shutil.rmtree(trainer_checkpoint, ignore_errors=True)
         if self.is_main and self.on_saved is not None:

@@ -118,25 +118,42 @@ def list_checkpoints(run_dir: Path) -> list[tuple[str, int, Path]]:
     return sorted(found, key=lambda item: item[1])
 
 
-def latest_registered_step(run_dir: str) -> Optional[int]:
-    """The job step of the checkpoint Ray Train resumes `run_dir` (a path or URI) from, or None.
-
-    Ray Train's own record decides, not the folders: a checkpoint being copied when
-    the service died may be on disk without being registered.
-    """
+def _run_result(run_dir: str):
+    """Ray Train's record of the run at `run_dir` (a path or URI), or None when it has none."""
     from ray.train import Result
 
     from forge.storage import open_filesystem
 
     try:
         filesystem, path = open_filesystem(str(run_dir))
-        checkpoint = Result.from_path(path, storage_filesystem=filesystem).checkpoint
+        return Result.from_path(path, storage_filesystem=filesystem)
     except Exception:  # no run, or a run that never registered a checkpoint
         return None
-    if checkpoint is None:
+
+
+def latest_registered_step(run_dir: str) -> Optional[int]:
+    """The job step of the checkpoint Ray Train resumes `run_dir` (a path or URI) from, or None.
+
+    Ray Train's own record decides, not the folders: a checkpoint being copied when
+    the service died may be on disk without being registered.
+    """
+    result = _run_result(run_dir)
+    if result is None or result.checkpoint is None:
         return None
-    match = _NAME.match(Path(checkpoint.path).name)
+    match = _NAME.match(Path(result.checkpoint.path).name)
     return int(match["step"]) if match else None
+
+
+def kept_checkpoints(run_dir: str) -> list[tuple[str, dict[str, Any]]]:
+    """The checkpoints Ray Train keeps for `run_dir`: (folder name, what was reported with it), oldest first.
+
+    Only complete ones: Ray Train records a checkpoint once its files are all in place.
+    """
+    result = _run_result(run_dir)
+    if result is None:
+        return []
+    kept = [(Path(checkpoint.path).name, dict(metrics)) for checkpoint, metrics in result.best_checkpoints or []]
+    return sorted((k for k in kept if _NAME.match(k[0])), key=lambda k: int(_NAME.match(k[0])["step"]))
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

@@ -15,12 +15,12 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forge import catalog
 from forge.errors import one_line
-from forge.modeling.model_card import ModelCard
 from forge.storage import is_uri, publish_folder
 from forge.training.checkpoints import (
     CheckpointStore,
@@ -30,6 +30,7 @@ from forge.training.checkpoints import (
 )
 from forge.training.manager_link import JobLink, ManagerLink, ProgressUpdate, WorkerEvent
 from forge.training.spec import JobSpec
+from forge.training.worker_log import captured_output
 
 if TYPE_CHECKING:
     from forge.training.recipe import Recipe, RecipeResult
@@ -71,16 +72,23 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     if context.get_world_size() == 1:
         leave_single_process_unwrapped()
     link = ManagerLink(spec)
+    rank = context.get_world_rank()
     try:
-        with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-resume-") as download:
+        with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-resume-") as download, \
+                kept_output(spec, rank, Path(download)):
             # After a worker-group restart (FailureConfig) or an explicit resume, Ray Train
             # hands every rank the run's latest checkpoint.
-            return run_training(spec, link, is_main=context.get_world_rank() == 0,
+            return run_training(spec, link, is_main=rank == 0,
                                 checkpoints=RayTrainCheckpoints(Path(download)), local_rank=context.get_local_rank())
     except Exception as error:
         # The manager fails the job at once; only lost processes make Ray Train restart the group.
         link.event(WorkerEvent(kind="error", data={"message": one_line(error)}))
         raise
+
+
+def kept_output(spec: JobSpec, rank: int, scratch: Path) -> AbstractContextManager[None]:
+    """The worker's output copied into the job's log folder, when the job keeps one."""
+    return captured_output(spec.logs_dir, rank, scratch) if spec.logs_dir else nullcontext()
 
 
 def pick_recipe(spec: JobSpec) -> Recipe:
@@ -132,12 +140,6 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
 
 def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scratch: Path) -> None:
     """Write adapter, tokenizer and model card to spec.output_dir (a path or a storage URI), atomically."""
-    import sys
-
-    import peft
-    import transformers
-    import trl
-
     remote = is_uri(spec.output_dir)
     # On object storage the folder is written locally first, then copied up whole.
     final = scratch / "model" if remote else Path(spec.output_dir)
@@ -147,21 +149,7 @@ def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scr
     result.tokenizer.save_pretrained(partial)
     for name, folder in result.extra_dirs.items():
         shutil.copytree(folder, partial / name)
-    ModelCard(
-        job_id=spec.job_id,
-        task=spec.request.task,
-        strategy=spec.request.strategy,
-        model_kind=result.model_kind,
-        base_model=spec.request.model_name,
-        base_model_source=spec.model_source,
-        request=spec.request.model_dump(mode="json"),
-        options=spec.options.model_dump(mode="json"),
-        metrics=metrics,
-        versions={"transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__,
-                  "unsloth": getattr(sys.modules.get("unsloth"), "__version__", None)},
-        # Which libraries this training process had loaded: provider huggingface never loads unsloth.
-        unsloth_imported="unsloth" in sys.modules,
-    ).write(partial)
+    spec.model_card(result.model_kind, metrics).write(partial)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     if remote:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from forge.datasets import read_examples
+from forge.modeling.loading import ModelKind
 from forge.modeling.placement import Accelerator, Placement, place
 from forge.storage import local_file
 from forge.training.checkpoints import TRAINER_FOLDER, CheckpointStore, NoCheckpoints, read_meta
@@ -114,11 +115,13 @@ class RecipeContext:
         assert latest is not None, "no checkpoint to resume from"
         return latest / name
 
-    def train(self, trainer: Any, *, stage: str = "train", step_offset: int = 0, total_steps: Optional[int] = None,
-              extras: Optional[dict[str, Path]] = None) -> bool:
+    def train(self, trainer: Any, *, model_kind: Optional[ModelKind], stage: str = "train", step_offset: int = 0,
+              total_steps: Optional[int] = None, extras: Optional[dict[str, Path]] = None) -> bool:
         """Run `trainer` with progress, checkpoints and cooperative stop; True when stopped early.
 
-        The trainer resumes from the job's latest checkpoint when that checkpoint
+        `model_kind`: the kind of the job's model when this stage trains it (its checkpoints
+        can then be registered as models), None for a stage that trains a helper (a reward
+        model). The trainer resumes from the job's latest checkpoint when that checkpoint
         belongs to this `stage`; `extras` are folders every checkpoint carries.
         """
         from transformers.trainer_callback import PrinterCallback
@@ -133,6 +136,7 @@ class RecipeContext:
             step_offset=step_offset, extras=extras,
             on_saved=lambda job_step: self.link.event(
                 WorkerEvent(kind="checkpoint", data={"step": job_step, "stage": stage})),
+            card=(lambda metrics: self.spec.model_card(model_kind, metrics)) if model_kind else None,
         ))
         # Progress goes to the manager; the console printer only adds log noise.
         trainer.remove_callback(PrinterCallback)

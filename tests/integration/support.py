@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +13,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from forge.client import ForgeClient
+from forge.schemas import TERMINAL_STATUSES
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
@@ -105,6 +110,57 @@ class Service:
         return self.client.send_start(TINY_SFT, **fields)
 
 
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.1)
+
+
+class FeedSubscriber(threading.Thread):
+    """Follows /ws/training (one job's, with `job_id`) and keeps every message.
+
+    It reads until the service closes the socket (`close_code` says how; after a followed
+    job's terminal message it must), until `stop()`, or until `quiet_s` pass without a message.
+    """
+
+    def __init__(self, service: Service, job_id: str | None = None, quiet_s: float = 300) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{service.ws_url}/ws/training" + (f"?job_id={job_id}" if job_id else "")
+        self.job_id = job_id
+        self.quiet_s = quiet_s
+        self.messages: list[dict] = []
+        self.error: Exception | None = None
+        self.close_code: int | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with connect(self.url, open_timeout=30) as socket:
+                last = time.monotonic()
+                while not self._stopping.is_set() and time.monotonic() - last < self.quiet_s:
+                    try:
+                        raw = socket.recv(timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    self.messages.append(json.loads(raw))
+                    last = time.monotonic()
+        except ConnectionClosed as closed:
+            self.close_code = closed.rcvd.code if closed.rcvd is not None else None
+        except Exception as error:  # reported by the test
+            self.error = error
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(30)
+
+    def statuses(self) -> list[str]:
+        return [m["status"] for m in self.messages]
+
+    def ended(self) -> bool:
+        return bool(self.messages) and self.messages[-1]["status"] in TERMINAL_STATUSES
+
+
 def assert_error_shape(response: requests.Response, status_code: int) -> dict:
     assert response.status_code == status_code, response.text
     body = response.json()
@@ -116,20 +172,19 @@ def assert_error_shape(response: requests.Response, status_code: int) -> dict:
 
 
 def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float = 120, after: int = 0) -> int:
-    """Wait until Ray Train's controller has recorded a checkpoint of the running job past step `after`; return its step.
+    """Wait until the running job keeps a checkpoint past step `after` (GET .../checkpoints); return its step.
 
-    The worker's "checkpoint" event comes first; the controller records the checkpoint
-    at its next poll of the workers, and only then does a restart resume from it.
+    The list is Ray Train's record: the worker's "checkpoint" event comes first, the
+    controller records the checkpoint at its next poll of the workers, and only then
+    does a restart resume from it.
     """
-    from forge.training.checkpoints import latest_registered_step
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        step = latest_registered_step(str(service.home / "runs" / job_id))
-        if step is not None and step > after:
+        steps = [c["step"] for c in service.client.checkpoints(job_id)]
+        if steps and max(steps) > after:
             status = service.status(job_id)
             assert status["status"] == "training", f"the job ended before the fault could hit it: {status}"
-            return step
+            return max(steps)
         time.sleep(0.1)
     raise AssertionError(f"Ray Train recorded no checkpoint of {job_id} past step {after} within {timeout}s: "
                          f"{service.events(job_id)}")

@@ -51,7 +51,9 @@ PROTECTED = [
     ("post", "/api/start_training"),
     ("post", "/api/stop_training"), ("post", "/api/upload_dataset"), ("post", "/api/playground/generate"),
     ("get", "/api/jobs"), ("get", "/api/jobs/train_0"), ("get", "/api/jobs/train_0/events"),
-    ("get", "/api/jobs/train_0/metrics"), ("post", "/api/jobs/train_0/resume"),
+    ("get", "/api/jobs/train_0/metrics"), ("post", "/api/jobs/train_0/resume"), ("delete", "/api/jobs/train_0"),
+    ("get", "/api/jobs/train_0/logs"), ("get", "/api/jobs/train_0/checkpoints"),
+    ("post", "/api/jobs/train_0/checkpoints/10/register"),
     ("get", "/openapi.json"), ("get", "/docs"), ("get", "/api/no-such-route"),
 ]
 

@@ -15,7 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from support import SAMPLE_DATASET, Service, assert_error_shape, wait_for_registered_checkpoint
+from support import (
+    SAMPLE_DATASET,
+    FeedSubscriber,
+    Service,
+    assert_error_shape,
+    wait_for_registered_checkpoint,
+    wait_until,
+)
 
 from forge.schemas import TERMINAL_STATUSES
 
@@ -103,6 +110,11 @@ def test_a_killed_worker_then_a_killed_manager_and_the_job_still_completes(servi
     steps = recorder.stop()
     # What users saw never went backwards, not even while the restarted group redid steps.
     assert steps == sorted(steps) and steps[-1] > resumed_at, steps
+    # Two WebSockets listen through the manager's restart: one follows the job, one every job.
+    job_feed, every_feed = FeedSubscriber(service, job_id), FeedSubscriber(service)
+    job_feed.start()
+    every_feed.start()
+    wait_until(lambda: job_feed.messages and every_feed.messages, "both sockets got their first status")
     ray.kill(ray.get_actor("training_manager", namespace="modelforge"), no_restart=False)
 
     # While it restarts, every request is answered: 200, or a 503 in the error format.
@@ -116,6 +128,10 @@ def test_a_killed_worker_then_a_killed_manager_and_the_job_still_completes(servi
             assert_error_shape(answer, 503)
 
     status = service.wait_for(lambda s: s["status"] == "interrupted", job_id, timeout=60)
+    # The job's socket saw the restarted manager's view of it, its end, and closed normally.
+    job_feed.join(60)
+    assert job_feed.error is None and job_feed.close_code == 1000, (job_feed.error, job_feed.close_code)
+    assert job_feed.statuses()[-1] == "interrupted" and set(job_feed.statuses()[:-1]) == {"training"}
     assert "checkpoint at step" in status["message"] and f"/api/jobs/{job_id}/resume" in status["message"]
     kept = int(status["message"].split("checkpoint at step ")[1].split()[0].rstrip(":"))
     assert kept > resumed_at
@@ -137,6 +153,13 @@ def test_a_killed_worker_then_a_killed_manager_and_the_job_still_completes(servi
     recorder = StepRecorder(service, job_id)
     final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id, timeout=300)
     steps = recorder.stop()
+    # The other socket never stopped: it went on through the restart, the interruption and the resumed run.
+    wait_until(lambda: every_feed.ended() and every_feed.messages[-1]["status"] == "completed",
+               "the unfiltered socket received the resumed job's end")
+    every_feed.stop()
+    assert every_feed.error is None and every_feed.close_code is None
+    seen = every_feed.statuses()
+    assert seen.index("interrupted") < seen.index("training", seen.index("interrupted")) < len(seen) - 1, seen
     assert final["status"] == "completed", final
     assert final["current_step"] == 150 and final["model_id"] is not None
     assert steps == sorted(steps) and steps[-1] == 150, steps

@@ -11,16 +11,25 @@ from __future__ import annotations
 import pytest
 from support import SAMPLE_DATASET, Service, assert_error_shape, side_app
 
+from forge.manager_handle import ManagerBusy, manager_with
 from forge.schemas import TERMINAL_STATUSES
+from forge.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+MANAGER = "training_manager_queue"  # side_app names its manager after the app
+ENVIRON: dict[str, str] = {}
+
+
+def settings_with(**changes: str) -> Settings:
+    return Settings.from_env({"FORGE_MANAGER_NAME": MANAGER, **ENVIRON, **changes})
+
+
 @pytest.fixture(scope="module")
 def queueing(service: Service, tmp_path_factory: pytest.TempPathFactory):
-    # side_app names its manager training_manager_queue.
-    environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("queue_home")), "FORGE_QUEUE_SIZE": "2"}
-    with side_app(service, "queue", environ, playground_min_replicas=0) as queueing:
+    ENVIRON.update({"FORGE_HOME": str(tmp_path_factory.mktemp("queue_home")), "FORGE_QUEUE_SIZE": "2"})
+    with side_app(service, "queue", ENVIRON, playground_min_replicas=0) as queueing:
         yield queueing
 
 
@@ -58,7 +67,10 @@ def test_starts_queue_in_order_one_is_cancelled_a_full_queue_is_409_and_the_queu
 
     # The manager dies while a job runs and one waits; the restarted one keeps the queue.
     service.wait_for(lambda s: s["status"] in ("starting", "training"), first_id)
-    ray.kill(ray.get_actor("training_manager_queue", namespace="modelforge"), no_restart=False)
+    # A deploy that changes the settings is refused while a job runs (the ingress calls manager_with).
+    with pytest.raises(ManagerBusy, match="FORGE_QUEUE_SIZE changed.*wait for them to end"):
+        manager_with(settings_with(FORGE_QUEUE_SIZE="3"))
+    ray.kill(ray.get_actor(MANAGER, namespace="modelforge"), no_restart=False)
     interrupted = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, first_id, timeout=120)
     assert interrupted["status"] == "interrupted", interrupted
     final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, next_id, timeout=300)
@@ -68,3 +80,19 @@ def test_starts_queue_in_order_one_is_cancelled_a_full_queue_is_409_and_the_queu
     assert started["started_at"] > service.client.job(first_id)["finished_at"]
     assert "queued" in [e["kind"] for e in service.events(next_id)]
     assert list(service.client.jobs(status=["queued"])) == []
+
+
+def test_a_redeploy_with_changed_settings_replaces_the_idle_manager_which_keeps_the_registry(queueing: Service):
+    """`serve deploy` of a changed config (here serve.run, as `serve run` does) reaches the detached manager."""
+    import ray
+    from ray import serve
+
+    from deployments.app import AppArgs, build_app
+
+    jobs_before = [j["job_id"] for j in queueing.client.jobs()]
+    assert ray.get(ray.get_actor(MANAGER, namespace="modelforge").current_settings.remote()).queue_size == 2
+    changed = settings_with(FORGE_QUEUE_SIZE="3", FORGE_STOP_GRACE_S="7")
+    serve.run(build_app(AppArgs(playground_min_replicas=0), changed), name="queue", route_prefix="/queue")
+    running = ray.get(ray.get_actor(MANAGER, namespace="modelforge").current_settings.remote())
+    assert (running.queue_size, running.stop_grace_s) == (3, 7.0)
+    assert [j["job_id"] for j in queueing.client.jobs()] == jobs_before

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import SAMPLE_DATASET, Service, assert_error_shape
+from support import SAMPLE_DATASET, FeedSubscriber, Service, assert_error_shape
 from websockets.sync.client import connect
 
 from forge.schemas import TERMINAL_STATUSES
@@ -69,27 +69,6 @@ class FeedRecorder:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "the WebSocket never delivered the terminal message"
         return [m for m in self.messages if m.get("job_id") == self.job_id]
-
-
-class Subscriber(threading.Thread):
-    """Follows one job over /ws/training?job_id= until its terminal message; keeps every message."""
-
-    def __init__(self, service: Service, job_id: str) -> None:
-        super().__init__(daemon=True)
-        self.url = f"{service.ws_url}/ws/training?job_id={job_id}"
-        self.messages: list[dict] = []
-        self.error: Exception | None = None
-
-    def run(self) -> None:
-        try:
-            with connect(self.url, open_timeout=30) as socket:
-                while True:
-                    message = json.loads(socket.recv(timeout=120))
-                    self.messages.append(message)
-                    if message["status"] in TERMINAL_STATUSES:
-                        return
-        except Exception as error:  # reported by the test
-            self.error = error
 
 
 def test_health_and_info(service: Service):
@@ -289,7 +268,7 @@ def test_a_two_worker_job_under_load_then_stopped_ends_and_frees_its_workers(ser
     response = service.start(dataset=story["dataset"], num_workers=2, num_train_epochs=500, eval_split=0)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
-    subscribers = [Subscriber(service, job_id) for _ in range(SUBSCRIBERS)]
+    subscribers = [FeedSubscriber(service, job_id) for _ in range(SUBSCRIBERS)]
     for subscriber in subscribers:
         subscriber.start()
     service.wait_for(lambda s: s["status"] == "training" and s["current_step"] > 0, job_id)
@@ -340,6 +319,7 @@ def test_a_two_worker_job_under_load_then_stopped_ends_and_frees_its_workers(ser
         subscriber.join(120)
         assert subscriber.error is None, repr(subscriber.error)
         assert subscriber.messages and subscriber.messages[-1]["status"] == "stopped"
+        assert subscriber.close_code == 1000  # the service closes a job's feed after its end
         steps = [m["current_step"] for m in subscriber.messages]
         assert steps == sorted(steps) and steps[-1] > 0
 
@@ -409,6 +389,13 @@ def test_a_failing_job_ends_failed_with_a_clear_message(service: Service, tmp_pa
     assert status["status"] == "failed"
     assert status["message"].startswith("Training failed: ")
     assert "Traceback" not in status["message"] and "\n" not in status["message"]
+    # The message points to the worker's output, which holds the traceback with the exception.
+    assert status["message"].endswith(f"(the workers' output: GET /api/jobs/{job_id}/logs)")
+    logs = service.client.logs(job_id, tail=5000)
+    assert logs["ranks"] == [0] and "Traceback (most recent call last):" in logs["lines"]
+    error = status["message"].removeprefix("Training failed: ").split(" (the workers' output")[0]
+    assert any(error in line for line in logs["lines"][logs["lines"].index("Traceback (most recent call last):"):]), (
+        error, logs["lines"][-5:])
     assert status["model_id"] is None
     events = service.events(job_id)
     assert events[-1]["kind"] == "failed"

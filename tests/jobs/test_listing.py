@@ -49,7 +49,7 @@ async def test_jobs_are_filtered_by_status(tracker, open_job, registry, write_ad
     open_job("train_0002")
     write_adapter("train_0001")
     tracker.end_run(done, {"stopped": False, "metrics": {"final_loss": 0.5}})
-    tracker.close("train_0001")
+    await tracker.close("train_0001")
     completed = listing.list_jobs(registry, ["completed"]).jobs
     assert [(j.job_id, j.status) for j in completed] == [("train_0001", "completed")]
     assert completed[0].model_id is not None and completed[0].finished_at is not None
@@ -74,7 +74,7 @@ async def test_a_job_keeps_the_time_it_first_started_across_a_resume(tracker, op
     tracker.apply_progress("train_0001", ProgressUpdate(current_step=1, total_steps=4, loss=1.0))
     started = registry.get_job("train_0001").started_at
     assert started is not None
-    tracker.close("train_0001")
+    await tracker.close("train_0001")
     # Resumed as the manager resumes a job: queued again, then opened with its spec.
     tracker.queue_resume("train_0001")
     tracker.open(registry.get_job("train_0001"), first_run.spec, [], record_notes=False)

@@ -83,7 +83,7 @@ async def test_a_stop_racing_the_final_step_keeps_the_finished_model(tracker, op
     assert tracker.status_of("train_0001").status == "stopping"
     # The run finished its last step before it saw the request.
     assert tracker.end_run(job, {"stopped": False, "metrics": {"final_loss": 0.5, "note": "text"}}) == "completed"
-    tracker.close("train_0001")
+    await tracker.close("train_0001")
     status = tracker.status_of("train_0001")
     assert status.status == "completed" and status.model_id is not None
     model = registry.get_model(status.model_id)
@@ -97,7 +97,7 @@ async def test_a_run_stopped_early_registers_nothing(tracker, open_job, write_ad
     staging = write_adapter("train_0001")  # whatever the run left behind
     tracker.request_stop("train_0001")
     assert tracker.end_run(job, {"stopped": True}) == "stopped"
-    tracker.close("train_0001")
+    await tracker.close("train_0001")
     status = tracker.status_of("train_0001")
     assert (status.status, status.model_id, status.message) == ("stopped", None, "Training stopped by request")
     assert registry.list_models() == []
@@ -121,14 +121,16 @@ async def test_a_worker_error_fails_the_job_with_its_message(tracker, open_job, 
     assert ray_side.killed == ["train_0001"]  # at once: restarting would repeat the error
     # The kill makes the runner call fail as if the runner were lost: the worker's error decides.
     assert tracker.end_run(job, ConnectionError("actor died"), runner_lost=True) == "failed"
-    assert tracker.status_of("train_0001").message == "Training failed: ValueError: bad row 3"
+    assert tracker.status_of("train_0001").message == (
+        "Training failed: ValueError: bad row 3 (the workers' output: GET /api/jobs/train_0001/logs)")
 
 
 async def test_any_other_exception_fails_the_job(tracker, open_job):
     job = open_job()
     assert tracker.end_run(job, RuntimeError("disk full")) == "failed"
     status = tracker.status_of("train_0001")
-    assert (status.status, status.message) == ("failed", "Training failed: disk full")
+    assert (status.status, status.message) == (
+        "failed", "Training failed: disk full (the workers' output: GET /api/jobs/train_0001/logs)")
 
 
 async def test_a_finished_run_without_an_adapter_fails(tracker, open_job, registry):

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from recording import RecordingLink, make_spec
 
-from forge.training.checkpoints import FolderCheckpoints, list_checkpoints
+from forge.modeling.model_card import ModelCard
+from forge.training.callbacks import losses_at
+from forge.training.checkpoints import TRAINER_FOLDER, FolderCheckpoints, list_checkpoints
 from forge.training.spec import JobSpec
 from forge.training.entry import run_training
 
@@ -84,6 +86,13 @@ def test_a_run_resumes_from_its_latest_checkpoint_not_from_step_zero(tmp_path: P
                         checkpoints=store) == {"stopped": True}
     assert [folder.name for _, _, folder in list_checkpoints(store.root)] == ["train-000004", "train-000006"]
     assert [data["step"] for kind, data in first.events if kind == "checkpoint"] == [2, 4, 6]
+    # Each checkpoint can become a model: its card (with the loss logged at its step) and its adapter.
+    latest = store.root / "train-000006"
+    card = ModelCard.read(latest)
+    logged = {u["current_step"]: u["loss"] for u in first.updates if "loss" in u}
+    assert (card.model_kind, card.task, card.metrics) == ("causal-lm", "text-generation",
+                                                          {"step": 6, "train_loss": pytest.approx(logged[6])})
+    assert (latest / TRAINER_FOLDER / "adapter_model.safetensors").is_file()
 
     second = RecordingLink()
     outcome = run_training(_spec(tmp_path / "b", builtin_dir, **fields), second, is_main=True, checkpoints=store)
@@ -97,6 +106,15 @@ def test_a_run_resumes_from_its_latest_checkpoint_not_from_step_zero(tmp_path: P
     resumed_losses = [u["loss"] for u in second.updates if "loss" in u]
     straight_losses = [u["loss"] for u in straight.updates if "loss" in u]
     assert resumed_losses == pytest.approx(straight_losses[6:], rel=1e-3)
+
+
+def test_a_checkpoint_carries_the_loss_logged_at_its_step_or_last_before_and_its_evaluation():
+    history = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}, {"step": 2, "eval_loss": 1.8},
+               {"step": 3, "loss": 1.2}, {"step": 4, "eval_loss": 1.1}]
+    assert losses_at(history, 2) == {"train_loss": 1.5, "eval_loss": 1.8}
+    assert losses_at(history, 4) == {"train_loss": 1.2, "eval_loss": 1.1}
+    assert losses_at(history, 3) == {"train_loss": 1.2}  # no evaluation at step 3
+    assert losses_at([], 5) == {}
 
 
 def test_a_save_that_fails_midway_leaves_no_model_where_the_manager_looks(tmp_path: Path, builtin_dir: Path):

@@ -88,9 +88,11 @@ class StandIn:
             return {"status": "uploaded", "filename": file.filename, "num_examples": len(rows),
                     "validation": {"valid": True, "errors": []}}
 
-        @app.get("/api/jobs/{job_id}/events")
-        async def events(job_id: str):
-            return {"job_id": job_id, "events": [{"kind": "created", "message": f"{job_id} queued"}]}
+        @app.get("/api/jobs/{job_id}/events")  # a page of one event each
+        async def events(job_id: str, offset: int = 0):
+            history = [{"kind": "queued", "message": f"{job_id} queued"}, {"kind": "completed", "message": "done"}]
+            return {"job_id": job_id, "events": history[offset:offset + 1],
+                    "next_offset": offset + 1 if offset + 1 < len(history) else None}
 
         @app.get("/api/models/{model_id}")
         async def model(model_id: int):
@@ -136,11 +138,13 @@ def test_urls_and_query_parameters(stand_in):
     client = ForgeClient(url + "/")  # a trailing slash is not doubled
     assert client.status("train_q")["status"] == "training"
     assert client.status()["status"] == "idle"
-    assert client.events("train_q") == [{"kind": "created", "message": "train_q queued"}]
-    seen = server.seen[-3:]
+    # Every page, followed by next_offset.
+    assert client.events("train_q") == [{"kind": "queued", "message": "train_q queued"},
+                                        {"kind": "completed", "message": "done"}]
+    seen = server.seen[-4:]
     assert [(r["path"], r["query"]) for r in seen] == [
         ("/api/training_status", {"job_id": "train_q"}), ("/api/training_status", {}),
-        ("/api/jobs/train_q/events", {})]
+        ("/api/jobs/train_q/events", {"offset": "0"}), ("/api/jobs/train_q/events", {"offset": "1"})]
 
 
 def test_start_sends_a_training_request_or_fields(stand_in):

@@ -82,3 +82,10 @@ def test_capacity_drops_oldest_entries():
     seq, entries = asyncio.run(scenario())
     assert seq == 4
     assert entries == [(3, {"n": 2}), (4, {"n": 3})]
+
+
+def test_each_feed_has_its_own_epoch_so_a_reader_notices_a_restarted_manager():
+    # Sequence numbers start over with a new feed: the epoch tells a reader that seq 3 of the
+    # old feed means nothing in the new one.
+    first, second = ChangeFeed(), ChangeFeed()
+    assert first.epoch != second.epoch and len(first.epoch) >= 16

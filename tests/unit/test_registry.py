@@ -170,6 +170,33 @@ def test_metrics_in_order(registry):
     ]
 
 
+def test_events_and_metrics_are_read_a_page_at_a_time(registry):
+    registry.add_job("job-1", REQUEST, "training")
+    for step in range(1, 6):
+        registry.add_event("job-1", "checkpoint", f"checkpoint saved at step {step}")
+        registry.add_metrics("job-1", step, {"loss": 1.0 / step})
+    assert [e.message[-1] for e in registry.events("job-1", offset=1, limit=2)] == ["2", "3"]
+    assert [e.message[-1] for e in registry.events("job-1", offset=4, limit=2)] == ["5"]
+    assert registry.events("job-1", offset=5, limit=2) == []
+    assert [m["step"] for m in registry.metrics("job-1", offset=3, limit=10)] == [4, 5]
+    assert len(registry.metrics("job-1")) == 5
+
+
+def test_deleting_a_job_forgets_its_history_and_keeps_its_models_and_other_jobs(registry):
+    for job_id in ("job-1", "job-2"):
+        registry.add_job(job_id, REQUEST, "completed")
+        registry.add_event(job_id, "completed", "Training completed")
+        registry.add_metrics(job_id, 1, {"loss": 1.0})
+    model = registry.add_model(place_files=lambda model_id: f"/models/{model_id}", size_bytes=lambda path: 1,
+                               **MODEL_FIELDS)
+    assert registry.delete_job("job-1")
+    assert registry.get_job("job-1") is None
+    assert registry.events("job-1") == [] and registry.metrics("job-1") == []
+    assert registry.get_model(model.id) == model  # its model (job-1's) stays
+    assert [e.kind for e in registry.events("job-2")] == ["completed"] and registry.metrics("job-2")
+    assert not registry.delete_job("job-1")
+
+
 def test_a_resumed_run_replaces_the_history_after_its_checkpoint(registry):
     registry.add_job("job-1", REQUEST, "training")
     registry.add_job("job-2", REQUEST, "training")
@@ -319,3 +346,17 @@ def test_a_model_is_renamed_and_described_and_found_by_name(registry, tmp_path):
     assert registry.get_model(model.id).name == "support-bot" and registry.get_model(model.id).description is None
     with pytest.raises(ValueError, match="cannot be changed"):
         registry.update_model(model.id, path="/elsewhere")
+
+
+def test_a_batch_commits_together_or_not_at_all(registry):
+    registry.add_job("job-1", REQUEST, "training")
+    with registry.batch():
+        registry.update_job("job-1", current_step=1)
+        registry.add_metrics("job-1", 1, {"loss": 2.0})
+    with pytest.raises(RuntimeError):
+        with registry.batch():
+            registry.update_job("job-1", current_step=2)
+            registry.add_metrics("job-1", 2, {"loss": 1.0})
+            raise RuntimeError("the manager failed midway")
+    assert registry.get_job("job-1").current_step == 1
+    assert registry.metrics("job-1") == [{"step": 1, "loss": 2.0}]

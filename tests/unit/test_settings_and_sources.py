@@ -280,3 +280,14 @@ def test_a_home_of_a_user_who_does_not_exist_is_a_bad_request(root):
         resolve_dataset_path("~no-such-forge-user/train.jsonl", [root])
     with pytest.raises(BadRequest, match="names no user's home directory"):
         resolve_model_source("~no-such-forge-user/model")
+
+
+def test_a_redeploy_names_the_variables_it_changed(tmp_path):
+    earlier = Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_QUEUE_SIZE": "2", "FORGE_API_KEY": "k1"})
+    assert earlier.changed_from(earlier) == []
+    assert Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_QUEUE_SIZE": "2", "FORGE_API_KEY": "k1"}
+                             ).changed_from(earlier) == []
+    later = Settings.from_env({"FORGE_HOME": str(tmp_path), "FORGE_QUEUE_SIZE": "3", "FORGE_API_KEY": "k2",
+                               "FORGE_STOP_GRACE_S": "5"})
+    assert later.changed_from(earlier) == ["FORGE_QUEUE_SIZE", "FORGE_STOP_GRACE_S", "FORGE_API_KEY"]
+    assert later.changed_from(earlier, ignore=frozenset({"api_key"})) == ["FORGE_QUEUE_SIZE", "FORGE_STOP_GRACE_S"]

@@ -33,7 +33,7 @@ def train_dpo(ctx: RecipeContext) -> RecipeResult:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if ctx.train(trainer):
+    if ctx.train(trainer, model_kind="causal-lm"):
         return RecipeResult(stopped=True)
 
     metrics: dict[str, Any] = loss_metrics(trainer)

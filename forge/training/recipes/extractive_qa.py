@@ -41,7 +41,7 @@ def train_extractive_qa(ctx: RecipeContext) -> RecipeResult:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
     )
-    if ctx.train(trainer):
+    if ctx.train(trainer, model_kind="question-answering"):
         return RecipeResult(stopped=True)
 
     metrics = loss_and_eval_metrics(trainer, has_eval=eval_set is not None)

@@ -121,7 +121,7 @@ def _train_reward_model(ctx: RecipeContext, tokenizer: Any, pairs: Any, eval_pai
         processing_class=tokenizer,
         peft_config=lora_config(ctx, "SEQ_CLS"),
     )
-    if ctx.train(reward_trainer, stage=REWARD_STAGE, total_steps=total_steps):
+    if ctx.train(reward_trainer, model_kind=None, stage=REWARD_STAGE, total_steps=total_steps):
         return None
     # Pairwise accuracy on held-out pairs (on the training pairs when nothing is held out).
     judged = reward_trainer.evaluate(eval_pairs if eval_pairs is not None else pairs)
@@ -190,8 +190,8 @@ def train_rlhf(ctx: RecipeContext) -> RecipeResult:
     )
     with policy_trainer.model.disable_adapter():
         metrics["policy_reward_before"] = _mean_policy_reward(policy_trainer.model, reward_model, tokenizer, scored)
-    if ctx.train(policy_trainer, stage=POLICY_STAGE, step_offset=reward_steps_done, total_steps=total_steps,
-                 extras={"reward_model": reward_adapter}):
+    if ctx.train(policy_trainer, model_kind="causal-lm", stage=POLICY_STAGE, step_offset=reward_steps_done,
+                 total_steps=total_steps, extras={"reward_model": reward_adapter}):
         return RecipeResult(stopped=True)
     metrics["policy_reward_after"] = _mean_policy_reward(policy_trainer.model, reward_model, tokenizer, scored)
     rewards = logged(policy_trainer, "reward")

@@ -43,7 +43,7 @@ def train_seq2seq(ctx: RecipeContext) -> RecipeResult:
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         processing_class=tokenizer,
     )
-    if ctx.train(trainer):
+    if ctx.train(trainer, model_kind="seq2seq-lm"):
         return RecipeResult(stopped=True)
 
     metrics = loss_and_eval_metrics(trainer, has_eval=eval_set is not None)

@@ -48,7 +48,7 @@ def train_causal_sft(ctx: RecipeContext) -> RecipeResult:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if ctx.train(trainer):
+    if ctx.train(trainer, model_kind="causal-lm"):
         return RecipeResult(stopped=True)
 
     metrics = loss_and_eval_metrics(trainer, has_eval=eval_set is not None)
