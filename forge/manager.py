@@ -121,16 +121,21 @@ class TrainingManager:
         # What the user asked for, as sent: a resume re-reads it with the same defaults and notes.
         record = self.registry.add_job(job_id, request.model_dump(mode="json", exclude_unset=True), status="queued")
         if waiting or not self.admission.has_free_slot(self.tracker.active):
-            position = len(waiting) + 1
-            message = self.queue.position_message(position, position)
-            self.registry.add_event(job_id, "queued", message)
-            self.tracker.update(job_id, message=message)
-            return {"status": "queued", "job_id": job_id, "message": message, "queue_position": position}
+            return self._joined_queue(job_id, len(waiting) + 1)
         self._launch(record, prepared)
         message = "Training started successfully"
         if prepared.notes:
             message += "; " + "; ".join(prepared.notes)
         return {"status": "started", "job_id": job_id, "message": message}
+
+    def _joined_queue(self, job_id: str, position: int, *, resumed_from: str = "") -> dict[str, Any]:
+        """A job (new, or resumed) waits in line at `position`: say so in its events, status and the answer."""
+        message = self.queue.position_message(position, position)
+        if resumed_from:
+            message += f"; it continues {resumed_from}"
+        self.registry.add_event(job_id, "queued", message)
+        self.tracker.update(job_id, message=message)
+        return {"status": "queued", "job_id": job_id, "message": message, "queue_position": position}
 
     async def start_queued(self) -> None:
         """Start queued jobs, first in line first, while slots are free (also after a restart: the ingress asks)."""
@@ -148,7 +153,8 @@ class TrainingManager:
                     continue
                 record = self.registry.get_job(waiting[0].job_id)
                 if record is not None and record.status == "queued":  # else cancelled meanwhile
-                    self._launch(record, prepared)
+                    # A resumed job's substitutions were noted at its first start (which set its options).
+                    self._launch(record, prepared, record_notes=record.options is None)
             for job_id, message in self.queue.renumber(self.tracker.active):
                 self.tracker.update(job_id, message=message)
 
@@ -156,8 +162,12 @@ class TrainingManager:
         """Continue an interrupted, stopped or failed job from its latest checkpoint, under the same id."""
         record = self.tracker.resumable(job_id)
         prepared = await self._prepare(TrainingRequest.model_validate(record.request))
-        self.admission.check_capacity(self.tracker.active)
+        # With FORGE_QUEUE_SIZE, a resume while every slot is busy waits in line like a start.
+        waiting = self.queue.waiting(self.tracker.active)
+        self.admission.check_capacity(self.tracker.active, len(waiting))
         where = self.tracker.queue_resume(job_id)
+        if waiting or not self.admission.has_free_slot(self.tracker.active):
+            return self._joined_queue(job_id, len(waiting) + 1, resumed_from=where)
         self._launch(self.registry.get_job(job_id), prepared, record_notes=False)  # noted at the first start
         return {"status": "started", "job_id": job_id, "message": f"Training resumed {where}"}
 
@@ -218,8 +228,11 @@ class TrainingManager:
         return self.tracker.stop_requested(job_id)
 
     async def stop_training(self, job_id: Optional[str] = None) -> dict[str, Any]:
-        if job_id in {j.job_id for j in self.queue.waiting(self.tracker.active)}:
-            self.tracker.finish(job_id, "stopped", "Cancelled while queued; it never started")
+        waiting = {j.job_id: j for j in self.queue.waiting(self.tracker.active)}
+        if job_id in waiting:
+            # A resumed job waiting in line keeps its checkpoints: it can be resumed again later.
+            never = "it never started" if waiting[job_id].started_at is None else "it did not continue"
+            self.tracker.finish(job_id, "stopped", f"Cancelled while queued; {never}")
             for waiting_id, message in self.queue.renumber(self.tracker.active):
                 self.tracker.update(waiting_id, message=message)
             return {"status": "stopped", "message": "Queued job cancelled before it started", "job_id": job_id}

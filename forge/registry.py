@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     model_id      INTEGER,
     started_at    TEXT,
     options       TEXT,
-    estimated_finish TEXT
+    estimated_finish TEXT,
+    queued_at     TEXT
 );
 CREATE TABLE IF NOT EXISTS job_events (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS models (
 
 # Columns added after the first release: a registry written before them gains them, empty,
 # when it is opened (SQLite adds a column in place; old rows read NULL).
-_ADDED_COLUMNS = {"jobs": {"started_at": "TEXT", "options": "TEXT", "estimated_finish": "TEXT"},
+_ADDED_COLUMNS = {"jobs": {"started_at": "TEXT", "options": "TEXT", "estimated_finish": "TEXT", "queued_at": "TEXT"},
                   "models": {"description": "TEXT"}}
 
 
@@ -103,6 +104,8 @@ class JobRecord(JobProgress):
     # The options the worker used after hardware substitutions (forge.training.options.ResolvedOptions),
     # as of the job's latest start; None for jobs registered before it was kept.
     options: Optional[dict[str, Any]] = None
+    # When it last joined the queue (its start, or a resume): its place in line.
+    queued_at: Optional[str] = None
 
 
 class ModelRecord(BaseModel):
@@ -193,10 +196,12 @@ class Registry:
 
     def add_job(self, job_id: str, request: dict[str, Any], status: str) -> JobRecord:
         now = utc_iso()
-        record = JobRecord(job_id=job_id, status=status, request=request, created_at=now, updated_at=now)
+        queued_at = now if status == "queued" else None
+        record = JobRecord(job_id=job_id, status=status, request=request, created_at=now, updated_at=now,
+                           queued_at=queued_at)
         self._db.execute(
-            "INSERT INTO jobs (job_id, status, request, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            (job_id, status, json.dumps(request), now, now),
+            "INSERT INTO jobs (job_id, status, request, created_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, status, json.dumps(request), now, now, queued_at),
         )
         return record
 
@@ -237,8 +242,10 @@ class Registry:
         return [JobRecord(**self._row(r)) for r in rows.fetchall()]
 
     def jobs_with_status(self, statuses: set[str]) -> list[JobRecord]:
+        """The jobs in one of `statuses`, in the order they last joined the queue (else were created)."""
         marks = ", ".join("?" for _ in statuses)
-        rows = self._db.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", tuple(statuses))
+        rows = self._db.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) "
+                                "ORDER BY COALESCE(queued_at, created_at), created_at", tuple(statuses))
         return [JobRecord(**self._row(r)) for r in rows.fetchall()]
 
     def add_event(self, job_id: str, kind: str, message: str) -> None:

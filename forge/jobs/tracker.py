@@ -146,7 +146,8 @@ class JobTracker:
         where = f"from its checkpoint at step {checkpoint}" if checkpoint is not None else (
             "from step 0 (it has no checkpoint)")
         self.registry.add_event(job_id, "resume", f"resume requested; continuing {where}")
-        self.registry.update_job(job_id, status="queued", finished_at=None, message=f"Resuming {where}")
+        self.registry.update_job(job_id, status="queued", finished_at=None, message=f"Resuming {where}",
+                                 queued_at=utc_iso())
         return where
 
     def starting(self, job: ActiveJob) -> None:

@@ -82,16 +82,21 @@ def captured_output(log_dir: str, rank: int, scratch: Path) -> Iterator[None]:
         sys.stdout.flush()
         sys.stderr.flush()
         tees = [_Tee(1, log, lock), _Tee(2, log, lock)]
+        failure = None
         try:
             yield
         except BaseException:
-            traceback.print_exc()
+            failure = traceback.format_exc()
             raise
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             for tee in tees:
                 tee.restore()
+            if failure is not None:  # last, once both streams are drained: the log ends with it
+                log.write(failure.encode())
+                sys.stderr.write(failure)
+                sys.stderr.flush()
     if remote:
         _append_to_storage(local, log_dir, rank)
 

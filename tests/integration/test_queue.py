@@ -73,11 +73,21 @@ def test_starts_queue_in_order_one_is_cancelled_a_full_queue_is_409_and_the_queu
     ray.kill(ray.get_actor(MANAGER, namespace="modelforge"), no_restart=False)
     interrupted = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, first_id, timeout=120)
     assert interrupted["status"] == "interrupted", interrupted
+    interrupted_at = service.client.job(first_id)["finished_at"]
+    # While the queued job holds the slot, resuming the interrupted one waits in line too; cancelled there.
+    service.wait_for(lambda s: s["status"] in ("starting", "training"), next_id)
+    resumed = service.post(f"/api/jobs/{first_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert (resumed.json()["status"], resumed.json()["queue_position"]) == ("queued", 1)
+    assert "it continues from" in resumed.json()["message"]
+    assert service.post("/api/stop_training", params={"job_id": first_id}).json()["status"] == "stopped"
+    cancelled = service.status(first_id)
+    assert cancelled["status"] == "stopped" and cancelled["message"].startswith("Cancelled while queued")
     final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, next_id, timeout=300)
     assert final["status"] == "completed" and final["model_id"] is not None, final
     started = service.client.job(next_id)
     # It started in its turn: after the job ahead of it ended.
-    assert started["started_at"] > service.client.job(first_id)["finished_at"]
+    assert started["started_at"] > interrupted_at
     assert "queued" in [e["kind"] for e in service.events(next_id)]
     assert list(service.client.jobs(status=["queued"])) == []
 

@@ -78,3 +78,15 @@ def test_a_restarted_manager_finds_the_queue_as_it_was(registry, storage, tracke
         assert reopened.get_job("train_a").status == "interrupted"
     finally:
         reopened.close()
+
+
+def test_a_resumed_job_takes_its_place_at_the_end_of_the_line(registry, tracker):
+    """Its place is when it joined the queue, not when it was first created."""
+    queue = JobQueue(registry, size=3)
+    registry.add_job("train_old", {"task": "text-generation", "model_name": "forge/tiny-llama",
+                                   "dataset": "d.jsonl"}, status="interrupted")
+    _queue_jobs(registry, "train_a", "train_b")
+    where = tracker.queue_resume("train_old")
+    assert where == "from step 0 (it has no checkpoint)"
+    assert [j.job_id for j in queue.waiting({})] == ["train_a", "train_b", "train_old"]
+    assert registry.get_job("train_old").queued_at > registry.get_job("train_b").queued_at
