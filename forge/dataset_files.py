@@ -88,13 +88,21 @@ def _parquet_records(path: Path) -> Iterator[Record]:
         try:
             parquet = pq.ParquetFile(handle)
         except (pa.ArrowException, OSError) as exc:
-            yield 0, None, f"not a readable Parquet file: {exc}"
+            yield 0, None, f"not a readable Parquet file: {_said(exc)}"
             return
         number = 0
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row, None
+        try:
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
+                for row in batch.to_pylist():
+                    number += 1
+                    yield number, row, None
+        except (pa.ArrowException, OSError) as exc:  # a damaged page: pyarrow reads ahead, so name the first row lost
+            yield number + 1, None, f"the file could not be read from this row on: {_said(exc)}"
+
+
+def _said(exc: Exception) -> str:
+    """pyarrow's message, on one line and without the bytes it quotes from a damaged file."""
+    return "".join(ch for ch in " ".join(str(exc).split()) if ch.isprintable())
 
 
 def _json_records(path: Path) -> Iterator[Record]:
@@ -160,6 +168,8 @@ class _JsonArray:
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.text, self.pos)
+            except RecursionError:
+                raise _Unreadable(line, "invalid JSON: nested too deeply") from None
             except json.JSONDecodeError as exc:
                 if self.eof:
                     error_line = line + self.text.count("\n", self.pos, exc.pos)

@@ -265,6 +265,8 @@ def jsonl_records(path: pathlib.Path) -> Iterator[Record]:
                 yield number, json.loads(text), None
             except json.JSONDecodeError as exc:
                 yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            except RecursionError:
+                yield number, None, "invalid JSON: nested too deeply"
 
 
 def validate_jsonl(path: pathlib.Path, format: str | None = None) -> ValidationReport:

@@ -160,6 +160,19 @@ def test_parquet_errors_name_the_row_and_an_unreadable_file_says_so(tmp_path):
     assert str(tmp_path) not in report.errors[1].error  # the server's paths stay on the server
 
 
+def test_a_damaged_parquet_file_is_reported_not_crashed_on(tmp_path):
+    path = tmp_path / "written.parquet"
+    pq.write_table(pa.Table.from_pylist(PAIRS), path, row_group_size=4)
+    damaged = bytearray(path.read_bytes())
+    page = pq.ParquetFile(path).metadata.row_group(2).column(0).data_page_offset
+    damaged[page : page + 16] = b"\xff" * 16  # the third row group's first page header
+    report, _ = stage(tmp_path, "Parquet", bytes(damaged))
+    assert not report.valid
+    (lost,) = [e for e in report.errors if e.line > 0]
+    assert lost.line <= 9 and lost.error.startswith("the file could not be read from this row on: ")
+    assert lost.error.isprintable()
+
+
 # ---------------------------------------------------------------------- JSON
 
 
@@ -201,6 +214,11 @@ def test_a_json_file_of_one_object_per_line_is_read_as_json_lines(tmp_path):
     content = "".join(json.dumps(r) + "\n" for r in PAIRS).encode()
     report, stored = stage(tmp_path, "JSON", content)
     assert (report.valid, report.num_examples, stored) == (True, len(PAIRS), PAIRS)
+
+
+def test_json_nested_too_deeply_is_an_error_not_a_crash(tmp_path):
+    report, _ = stage(tmp_path, "JSON", b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]")
+    assert errors(report)[1] == "invalid JSON: nested too deeply"
 
 
 def test_a_json_array_element_that_is_no_object(tmp_path):

@@ -210,6 +210,11 @@ def test_non_utf8_line_reported_with_its_number(tmp_path):
     assert report.num_examples == MIN_EXAMPLES + 2
 
 
+def test_a_line_nested_too_deeply_is_an_error_not_a_crash(tmp_path):
+    report = validate_jsonl(write(tmp_path, good_lines() + ["[" * 100_000 + "]" * 100_000]))
+    assert errors_by_line(report) == {MIN_EXAMPLES + 1: "invalid JSON: nested too deeply"}
+
+
 def test_utf8_text_is_fine(tmp_path):
     line = json.dumps({"input": "Traduis: café", "output": "コーヒー"}, ensure_ascii=False)
     assert validate_jsonl(write(tmp_path, [line] * MIN_EXAMPLES)).valid
