@@ -143,7 +143,8 @@ class ApiIngress:
             raise BadRequest(f"unknown dataset format {format!r}; known: {', '.join(datasets.FORMATS)}")
         # The upload is validated from a local file: on a local or mounted storage that file
         # is already in datasets/ (hidden), so registering it is a rename; on an object store
-        # it is copied up once valid. A file to convert arrives in scratch/ and its JSONL goes there.
+        # it is copied up once valid. A CSV, Parquet or JSON upload arrives in scratch/ and is
+        # converted into that file.
         staged = self.storage.upload_staging_path()
         local = FilePath(staged) if self.storage.is_local else self.storage.scratch_dir / staged.rsplit("/", 1)[-1]
         received = self.storage.scratch_dir / f"{local.name}{file_type.suffix}" if file_type.converted else local
