@@ -33,6 +33,7 @@ _JSON_CHUNK = 1 << 18
 _CSV_CELL_LIMIT = 1 << 28
 _WHITESPACE = " \t\r\n"
 _BLANK = re.compile(f"[{_WHITESPACE}]*")
+_NUMBER_CHARS = re.compile(r"[0-9.eE+-]*")
 
 
 class _Unreadable(Exception):
@@ -177,8 +178,9 @@ class _JsonArray:
                     raise _Unreadable(error_line, f"invalid JSON: {exc.msg} (column {column})") from None
                 self._read()  # the element may go on past the window: read on and parse it again
                 continue
-            # A number at the window's edge may go on in the next chunk (`12` of `123`).
-            if end == len(self.text) and not self.eof:
+            # A number the window cuts may go on in the next chunk (`12` of `123`, `0` of `0.5`).
+            cut = _NUMBER_CHARS.match(self.text, end).end() == len(self.text)
+            if cut and not self.eof and isinstance(value, (int, float)):
                 self._read()
                 continue
             self._advance(end)

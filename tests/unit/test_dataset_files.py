@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import tracemalloc
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forge import dataset_files
 from forge.dataset_files import FILE_TYPES, stage_upload, upload_message, upload_names
@@ -35,6 +38,13 @@ def stage(tmp_path: Path, label: str, content: bytes, format: str | None = None)
 
 def errors(report) -> dict[int, str]:
     return {e.line: e.error for e in report.errors}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def csv_bytes(header: str, lines: list[str]) -> bytes:
@@ -125,6 +135,16 @@ def test_csv_text_rows_for_language_modelling(tmp_path):
     report, stored = stage(tmp_path, "CSV", csv_bytes("text", lines))
     assert (report.valid, report.format) == (True, "text")
     assert stored[3] == {"text": "Paragraph 3. The fjord was calm, the boats were out."}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries({"input": st.text(min_size=1), "output": st.text(min_size=1)}),
+                     min_size=1, max_size=6))
+def test_the_csv_reader_reads_what_the_csv_module_writes(tmp_path, rows):
+    # Commas, quotes, any newline and any Unicode in the cells: every row comes back as written.
+    path = tmp_path / "written.csv"
+    write_csv(path, rows)
+    assert [row for _, row, _ in dataset_files._csv_records(path)] == rows
 
 
 # ------------------------------------------------------------------- Parquet
@@ -219,6 +239,26 @@ def test_a_json_file_of_one_object_per_line_is_read_as_json_lines(tmp_path):
 def test_json_nested_too_deeply_is_an_error_not_a_crash(tmp_path):
     report, _ = stage(tmp_path, "JSON", b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]")
     assert errors(report)[1] == "invalid JSON: nested too deeply"
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(_JSON_VALUES, max_size=8), indent=st.sampled_from([None, 0, 2]),
+       chunk=st.integers(min_value=1, max_value=64))
+def test_the_streaming_json_array_reader_agrees_with_json_loads(tmp_path, monkeypatch, values, indent, chunk):
+    # Whatever the values, the layout and where the chunks cut them: the elements json.loads sees.
+    monkeypatch.setattr(dataset_files, "_JSON_CHUNK", chunk)
+    path = tmp_path / "array.json"
+    path.write_text(json.dumps(values, indent=indent, ensure_ascii=False), encoding="utf-8")
+    records = list(dataset_files._JsonArray(path).elements())
+    assert [value for _, value, _ in records] == values
+    assert all(problem is None for _, _, problem in records)
 
 
 def test_a_json_array_element_that_is_no_object(tmp_path):
