@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from forge.datasets import STORED_SUFFIX, Record, jsonl_records, sanitize_filename, validate_records
+from forge.errors import BadRequest
 from forge.schemas import ValidationReport
 
 # Rows read from Parquet at a time (pyarrow holds one row group's columns meanwhile).
@@ -241,7 +242,12 @@ def upload_names(filename: Optional[str]) -> tuple[str, FileType, str]:
     """(the upload's name, its file type, the name it is stored under), or BadRequest for a name not to store."""
     name = sanitize_filename(filename, SUFFIXES)
     file_type = next(t for t in FILE_TYPES if name.endswith(t.suffix))
-    return name, file_type, os.path.splitext(name)[0] + STORED_SUFFIX
+    stored = os.path.splitext(name)[0] + STORED_SUFFIX
+    try:
+        sanitize_filename(stored)  # longer than the upload's own name where .csv becomes .jsonl
+    except BadRequest as exc:
+        raise BadRequest(f"stored as {STORED_SUFFIX}, the {exc.detail}") from None
+    return name, file_type, stored
 
 
 def stage_upload(received: Path, file_type: FileType, target: Path, format: Optional[str]) -> ValidationReport:

@@ -279,7 +279,7 @@ def validate_jsonl(path: pathlib.Path, format: str | None = None) -> ValidationR
 
 
 def validate_records(records: Iterable[Record], format: str | None = None) -> ValidationReport:
-    """Check every record (a file's rows, as `_lines` or `forge.dataset_files` read them); see `validate_jsonl`."""
+    """Check every record (rows as `jsonl_records` or `forge.dataset_files` read them); see `validate_jsonl`."""
     if format is not None:
         _check_format(format)
     errors: list[LineError] = []

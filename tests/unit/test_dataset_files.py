@@ -75,6 +75,11 @@ def test_another_file_type_is_refused_naming_the_accepted_ones():
     assert refused.value.detail == "filename must end with '.jsonl' or '.csv' or '.parquet' or '.json'"
     with pytest.raises(BadRequest, match="path separators"):
         upload_names("../data.csv")
+    # 200 characters is the limit for the name stored, which is longer than a CSV's own.
+    assert upload_names("x" * 194 + ".jsonl")[2] == "x" * 194 + ".jsonl"
+    with pytest.raises(BadRequest) as refused:
+        upload_names("x" * 196 + ".csv")
+    assert refused.value.detail == "stored as .jsonl, the filename is 202 characters long; the limit is 200"
 
 
 def test_the_message_says_what_was_converted_renamed_and_normalised():
