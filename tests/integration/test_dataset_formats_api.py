@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from forge.schemas import TERMINAL_STATUSES
 pytestmark = pytest.mark.integration
 
 EXAMPLES = REPO / "examples" / "datasets"
+UPLOADS_AT_ONCE = 8
 
 
 def jsonl_rows(path: Path) -> list[dict]:
@@ -161,13 +163,21 @@ def test_a_misspelt_dataset_suggests_the_closest_upload(service: Service, csv_up
     assert missing["detail"].endswith("did you mean 'formats-faq.jsonl'?")
 
 
-def test_two_uploads_of_one_name_at_once_are_both_kept(service: Service):
+def test_uploads_of_one_name_at_once_are_all_kept(service: Service):
+    # Started together, their registrations overlap in the manager (the unit test in
+    # tests/unit/test_dataset_store.py makes them interleave every time).
     rows = jsonl_rows(SAMPLE_DATASET)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        answers = list(pool.map(lambda _: service.upload(SAMPLE_DATASET, name="formats-race.jsonl"), range(4)))
-    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
-    names = sorted(a.json()["filename"] for a in answers)
-    assert names == ["formats-race-2.jsonl", "formats-race-3.jsonl", "formats-race-4.jsonl", "formats-race.jsonl"]
+    together = threading.Barrier(UPLOADS_AT_ONCE)
+
+    def upload(_: int):
+        together.wait()
+        return service.upload(SAMPLE_DATASET, name="formats-race.jsonl")
+
+    with ThreadPoolExecutor(max_workers=UPLOADS_AT_ONCE) as pool:
+        answers = list(pool.map(upload, range(UPLOADS_AT_ONCE)))
+    assert [a.status_code for a in answers] == [200] * UPLOADS_AT_ONCE, [a.text for a in answers]
+    names = {a.json()["filename"] for a in answers}
+    assert names == {"formats-race.jsonl", *(f"formats-race-{n}.jsonl" for n in range(2, UPLOADS_AT_ONCE + 1))}
     listed = {d["filename"] for d in service.client.datasets()}
     for name in names:
         assert name in listed
