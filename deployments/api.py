@@ -132,7 +132,8 @@ class ApiIngress:
 
         Every row's errors come back at once (400, `validation`); a CSV, Parquet or JSON
         upload is converted to JSONL and `message` says so, as it says which alias fields
-        were normalised and under which name a clashing upload was stored.
+        were normalised and under which name a clashing upload was stored. More uploaded
+        bytes than FORGE_MAX_UPLOAD_MB is a 413; a refused upload leaves nothing stored.
         """
         limit = int(self.settings.max_upload_mb * 1024 * 1024)
         declared = request.headers.get("content-length")
