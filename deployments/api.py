@@ -19,7 +19,7 @@ from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
 from deployments.pickling import keep_fastapi_unset_across_pickling
 from deployments.training_feed import serve_feed
-from forge import catalog, datasets
+from forge import catalog, dataset_files, datasets
 from forge.errors import BadRequest, NotFound, PayloadTooLarge
 from forge.job_schemas import (
     CheckpointList,
@@ -126,24 +126,36 @@ class ApiIngress:
     async def upload_dataset(
         self,
         request: Request,
-        file: UploadFile = File(...),
-        format: Optional[str] = Form(None, description="pairs | chat | preference | qa; detected when absent."),
+        file: UploadFile = File(..., description=(
+            "The dataset, by its name's suffix: .jsonl (one JSON object per line), .csv (a header row, then one "
+            "row per record; every cell is text), .parquet, or .json (an array of objects, or one object per "
+            "line). Every kind is stored as JSONL under the name ending in .jsonl.")),
+        format: Optional[str] = Form(None, description="pairs | chat | preference | qa | text; detected when absent."),
     ) -> UploadResponse:
+        """Upload a dataset (JSONL, CSV, Parquet or JSON), validated row by row and stored as JSONL.
+
+        Every row's errors come back at once (400, `validation`); a CSV, Parquet or JSON
+        upload is converted to JSONL and `message` says so, as it says which alias fields
+        were normalised and under which name a clashing upload was stored. More uploaded
+        bytes than FORGE_MAX_UPLOAD_MB is a 413; a refused upload leaves nothing stored.
+        """
         limit = int(self.settings.max_upload_mb * 1024 * 1024)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
             raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={self.settings.max_upload_mb:g}")
-        filename = datasets.sanitize_filename(file.filename)
+        filename, file_type, stored_name = dataset_files.upload_names(file.filename)
         if format is not None and format not in datasets.FORMATS:
             raise BadRequest(f"unknown dataset format {format!r}; known: {', '.join(datasets.FORMATS)}")
         # The upload is validated from a local file: on a local or mounted storage that file
         # is already in datasets/ (hidden), so registering it is a rename; on an object store
-        # it is copied up once valid.
+        # it is copied up once valid. A CSV, Parquet or JSON upload arrives in scratch/ and is
+        # converted into that file.
         staged = self.storage.upload_staging_path()
         local = FilePath(staged) if self.storage.is_local else self.storage.scratch_dir / staged.rsplit("/", 1)[-1]
+        received = self.storage.scratch_dir / f"{local.name}{file_type.suffix}" if file_type.converted else local
         try:
-            await self._copy_upload(file, local, limit)
-            report = await asyncio.to_thread(datasets.validate_jsonl, local, format)
+            await self._copy_upload(file, received, limit)
+            report = await asyncio.to_thread(dataset_files.stage_upload, received, file_type, local, format)
             if not report.valid:
                 raise BadRequest(
                     f"{filename} is not a valid dataset: {report.total_errors} error(s)",
@@ -151,20 +163,15 @@ class ApiIngress:
                 )
             if not self.storage.is_local:
                 await asyncio.to_thread(self.storage.put, local, staged)
-            record = await self.manager.register_dataset.remote(staged, filename, report.model_dump())
+            record = await self.manager.register_dataset.remote(staged, stored_name, report.model_dump())
         finally:
+            received.unlink(missing_ok=True)
             local.unlink(missing_ok=True)
             if not self.storage.is_local:
                 await asyncio.to_thread(self.storage.remove_tree, staged)
-        notes = []
-        if record["filename"] != filename:
-            notes.append(f"a dataset named {filename} exists; stored as {record['filename']}")
-        if report.normalized:
-            aliases = ", ".join(f"{alias} -> {canonical}" for alias, canonical in report.normalized.items())
-            notes.append(f"{report.format} rows: fields normalised ({aliases})")
         return UploadResponse(
             filename=record["filename"], num_examples=report.num_examples, validation=report,
-            message="; ".join(notes) or None,
+            message=dataset_files.upload_message(filename, file_type, stored_name, record["filename"], report),
         )
 
     @staticmethod

@@ -59,7 +59,8 @@ class Catalog:
         return Catalog(tuple(r for r in self.rows if (r.task, r.strategy, r.provider) != (task, strategy, provider)))
 
 
-_TEXT = ("pairs", "chat")
+# Plain `text` rows train language modelling on the whole text (TRL's "text" field).
+_TEXT = ("pairs", "chat", "text")
 _PREFERENCE = ("preference",)
 
 CATALOG = Catalog((

@@ -20,6 +20,8 @@ from forge.schemas import TERMINAL_STATUSES, TrainingRequest
 Status = dict[str, Any]
 # What `wait` waits for: a predicate on the status, or the states that end the wait.
 Until = Union[Callable[[Status], bool], Collection[str]]
+_CONTENT_TYPES = {".jsonl": "application/jsonl", ".csv": "text/csv", ".json": "application/json",
+                  ".parquet": "application/vnd.apache.parquet"}
 
 
 class ForgeClientError(Exception):
@@ -84,10 +86,14 @@ class ForgeClient:
         return self.request("DELETE", path, **kwargs)
 
     def send_upload(self, path: Path, name: Optional[str] = None) -> requests.Response:
-        """POST the JSONL file at `path` as multipart, stored under `name` (its own name by default)."""
+        """POST the dataset at `path` (JSONL, CSV, Parquet or JSON) as multipart, named `name` (its own by default).
+
+        The service reads the file by its name's suffix; the content type is only a courtesy.
+        """
+        name = name or Path(path).name
+        content_type = _CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         with Path(path).open("rb") as handle:
-            return self.post("/api/upload_dataset", files={"file": (name or Path(path).name, handle,
-                                                                     "application/jsonl")})
+            return self.post("/api/upload_dataset", files={"file": (name, handle, content_type)})
 
     def send_start(self, request: Union[TrainingRequest, Mapping[str, Any], None] = None,
                    **fields: Any) -> requests.Response:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from forge.datasets import sanitize_filename, versioned_name
+from forge.datasets import missing_dataset, sanitize_filename, versioned_name
 from forge.errors import Conflict, NotFound
 from forge.registry import DatasetRecord, Registry
 from forge.schemas import ValidationReport, utc_iso
@@ -23,24 +23,36 @@ class DatasetStore:
     def __init__(self, registry: Registry, storage: Storage) -> None:
         self.registry = registry
         self.storage = storage
+        # Names chosen by registrations still moving their file: taken, though not in the registry yet.
+        self._reserved: set[str] = set()
 
     async def register(self, staged: str, filename: str, validation: ValidationReport) -> DatasetRecord:
-        """Move a validated upload (a storage path) into place under a free name and record it."""
+        """Move a validated upload (a storage path) into place under a free name and record it.
+
+        The name is reserved before the first await: two uploads of one name interleave on
+        the manager's event loop, and without it both would pick the same free name, the
+        second move would overwrite the first file and its row would clash.
+        """
         try:
             name = versioned_name(sanitize_filename(filename), self._taken)
-            final = self.storage.dataset_path(name)
-            await asyncio.to_thread(self.storage.move, staged, final)
+            self._reserved.add(name)
+            try:
+                final = self.storage.dataset_path(name)
+                await asyncio.to_thread(self.storage.move, staged, final)
+                record = DatasetRecord(
+                    filename=name, format=validation.format, num_examples=validation.num_examples,
+                    size_bytes=self.storage.size_bytes(final), uploaded_at=utc_iso(),
+                )
+                self.registry.add_dataset(record)
+            finally:
+                self._reserved.discard(name)
         finally:
             await asyncio.to_thread(self.storage.remove_tree, staged)
-        record = DatasetRecord(
-            filename=name, format=validation.format, num_examples=validation.num_examples,
-            size_bytes=self.storage.size_bytes(final), uploaded_at=utc_iso(),
-        )
-        self.registry.add_dataset(record)
         return record
 
     def _taken(self, name: str) -> bool:
-        return self.registry.get_dataset(name) is not None or self.storage.exists(self.storage.dataset_path(name))
+        return (name in self._reserved or self.registry.get_dataset(name) is not None
+                or self.storage.exists(self.storage.dataset_path(name)))
 
     def all(self) -> list[DatasetRecord]:
         return self.registry.list_datasets()
@@ -48,7 +60,7 @@ class DatasetStore:
     def get(self, filename: str) -> DatasetRecord:
         record = self.registry.get_dataset(filename)
         if record is None:
-            raise NotFound(f"dataset {filename!r} does not exist")
+            raise NotFound(missing_dataset(filename, [d.filename for d in self.all()]))
         return record
 
     async def rows(self, filename: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:

@@ -1,22 +1,25 @@
-"""Dataset rules: JSONL formats, validation, normalisation, and the filenames uploads may use.
+"""Dataset rules: row formats, validation, normalisation, and the filenames uploads may use.
 
 Pure Python on purpose: the ingress validates uploads before anything heavy
 (torch, transformers, datasets) is loaded, and the same report is shown to the
 client, so every error names its 1-based line and says what is wrong.
 
 A dataset has a FORMAT (the shape of its rows), not a task: the same shape
-trains several tasks (forge/catalog.py says which). Common alias fields are accepted
-and rewritten into the canonical row at validation time; `read_examples` gives
-the training workers canonical rows only.
+trains several tasks (forge/catalog.py says which). Common alias fields (and
+ShareGPT conversations) are accepted and rewritten into the canonical row at
+validation time; `read_examples` gives the training workers canonical rows only.
+Uploads of other file types (CSV, Parquet, a JSON array) are turned into rows by
+`forge.dataset_files` and validated here the same way.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import pathlib
 import re
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from forge.errors import BadRequest
 from forge.schemas import DatasetFormat, LineError, ValidationReport
@@ -24,7 +27,7 @@ from forge.schemas import DatasetFormat, LineError, ValidationReport
 MIN_EXAMPLES = 10
 MAX_REPORTED_ERRORS = 50
 
-FORMATS: tuple[str, ...] = ("pairs", "chat", "preference", "qa")
+FORMATS: tuple[str, ...] = ("pairs", "chat", "preference", "qa", "text")
 assert FORMATS == DatasetFormat.__args__, "FORMATS must match the contract's DatasetFormat"
 
 # Used when detection finds no format: rows are checked against it so the
@@ -34,11 +37,16 @@ _FALLBACK_FORMAT = "pairs"
 # `pairs` shapes as (input field, output field), canonical first. Alpaca rows
 # (instruction, optional input, output) are recognised before these.
 _PAIR_SHAPES = (("input", "output"), ("instruction", "response"), ("prompt", "completion"), ("document", "summary"))
-_ROLES = ("system", "user", "assistant")
+_CHAT_ROLES = {role: role for role in ("system", "user", "assistant")}
+# ShareGPT (LLaMA-Factory's most common shape): {"conversations": [{"from": ..., "value": ...}]}.
+_SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+_SHAREGPT_ALIAS = {"conversations": "messages", "from human/gpt/system": "role user/assistant/system",
+                   "value": "content"}
 _SQUAD_ALIAS = {"answers": "answer, answer_start"}
 
 _BOM = b"\xef\xbb\xbf"
-_SUFFIX = ".jsonl"
+# What is stored (every upload becomes JSONL), and what an upload may be called by default.
+STORED_SUFFIX = ".jsonl"
 _MAX_FILENAME = 200
 _ALLOWED_NAME = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -111,29 +119,47 @@ def _pairs(row: dict[str, Any]) -> _Normalized:
 
 
 def _chat(row: dict[str, Any]) -> _Normalized:
-    _require(row, ("messages",))
-    messages = row["messages"]
-    if not isinstance(messages, list):
-        raise _InvalidRow(f"field 'messages' must be an array, got {_type_name(messages)}")
-    if not messages:
-        raise _InvalidRow("field 'messages' is empty")
-    canonical = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise _InvalidRow(f"field '{where}' must be an object, got {_type_name(message)}")
-        _require(message, ("role", "content"), where=f"{where}.")
-        role = message["role"]
-        if not isinstance(role, str) or role not in _ROLES:
-            raise _InvalidRow(
-                f"field '{where}.role' must be 'system', 'user' or 'assistant', got {json.dumps(role)}"
-            )
-        canonical.append({"role": role, "content": _text(message["content"], f"{where}.content")})
-    if not any(message["role"] == "user" for message in canonical):
+    if "messages" not in row and "conversations" in row:
+        messages, aliases = _turns(row, "conversations", ("from", "value"), _SHAREGPT_ROLES), dict(_SHAREGPT_ALIAS)
+    else:
+        messages, aliases = _turns(row, "messages", ("role", "content"), _CHAT_ROLES), {}
+    if not any(message["role"] == "user" for message in messages):
         raise _InvalidRow("messages have no user message")
-    if canonical[-1]["role"] != "assistant":
-        raise _InvalidRow(f"last message must be from the assistant, got '{canonical[-1]['role']}'")
-    return {"messages": canonical}, {}
+    if messages[-1]["role"] != "assistant":
+        raise _InvalidRow(f"last message must be from the assistant, got '{messages[-1]['role']}'")
+    return {"messages": messages}, aliases
+
+
+def _turns(row: dict[str, Any], field: str, keys: tuple[str, str], roles: dict[str, str]) -> list[dict[str, Any]]:
+    """The conversation in `field` as canonical messages; `keys` (speaker, text) and `roles` as the row names them.
+
+    Errors name the fields the user wrote (ShareGPT's `conversations[1].value`, not `messages[1].content`).
+    """
+    _require(row, (field,))
+    turns = row[field]
+    if not isinstance(turns, list):
+        raise _InvalidRow(f"field '{field}' must be an array, got {_type_name(turns)}")
+    if not turns:
+        raise _InvalidRow(f"field '{field}' is empty")
+    speaker_key, text_key = keys
+    *others, last = map(repr, roles)
+    messages = []
+    for index, turn in enumerate(turns):
+        where = f"{field}[{index}]"
+        if not isinstance(turn, dict):
+            raise _InvalidRow(f"field '{where}' must be an object, got {_type_name(turn)}")
+        _require(turn, keys, where=f"{where}.")
+        speaker = turn[speaker_key]
+        if not isinstance(speaker, str) or speaker not in roles:
+            raise _InvalidRow(f"field '{where}.{speaker_key}' must be {', '.join(others)} or {last}, "
+                              f"got {json.dumps(speaker)}")
+        messages.append({"role": roles[speaker], "content": _text(turn[text_key], f"{where}.{text_key}")})
+    return messages
+
+
+def _plain_text(row: dict[str, Any]) -> _Normalized:
+    (text,) = _strings(row, ("text",))
+    return {"text": text}, {}
 
 
 def _preference(row: dict[str, Any]) -> _Normalized:
@@ -177,7 +203,8 @@ def _first_squad_answer(answers: Any) -> tuple[str, Any]:
     return _text(texts[0], "answers.text[0]"), starts[0]
 
 
-_RULES: dict[str, _Rule] = {"pairs": _pairs, "chat": _chat, "preference": _preference, "qa": _qa}
+_RULES: dict[str, _Rule] = {"pairs": _pairs, "chat": _chat, "preference": _preference, "qa": _qa,
+                             "text": _plain_text}
 assert tuple(_RULES) == FORMATS
 
 
@@ -209,11 +236,19 @@ def detect_format(row: dict[str, Any]) -> tuple[str, dict[str, str]]:
         return "preference", {}
     if "messages" in row:
         return "chat", {}
+    if "conversations" in row:
+        return "chat", dict(_SHAREGPT_ALIAS)
     shape = _pairs_shape(row)
+    if shape is None and "text" in row:  # plain language-model rows (TRL's "text" field)
+        return "text", {}
     return "pairs", shape[1] if shape else {}
 
 
-def _lines(path: pathlib.Path) -> Iterator[tuple[int, Any, str | None]]:
+# One row as read from a file: (1-based line or row number, parsed value, why it could not be read).
+Record = tuple[int, Any, Optional[str]]
+
+
+def jsonl_records(path: pathlib.Path) -> Iterator[Record]:
     """(1-based line number, parsed value, error) for each non-blank line, streamed."""
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -230,6 +265,8 @@ def _lines(path: pathlib.Path) -> Iterator[tuple[int, Any, str | None]]:
                 yield number, json.loads(text), None
             except json.JSONDecodeError as exc:
                 yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            except RecursionError:
+                yield number, None, "invalid JSON: nested too deeply"
 
 
 def validate_jsonl(path: pathlib.Path, format: str | None = None) -> ValidationReport:
@@ -238,6 +275,11 @@ def validate_jsonl(path: pathlib.Path, format: str | None = None) -> ValidationR
     Streams the file line by line, so memory stays flat however large it is.
     Raises BadRequest for a format name this module does not know.
     """
+    return validate_records(jsonl_records(path), format)
+
+
+def validate_records(records: Iterable[Record], format: str | None = None) -> ValidationReport:
+    """Check every record (rows as `jsonl_records` or `forge.dataset_files` read them); see `validate_jsonl`."""
     if format is not None:
         _check_format(format)
     errors: list[LineError] = []
@@ -251,7 +293,7 @@ def validate_jsonl(path: pathlib.Path, format: str | None = None) -> ValidationR
         if len(errors) < MAX_REPORTED_ERRORS:
             errors.append(LineError(line=line, error=message))
 
-    for number, row, problem in _lines(path):
+    for number, row, problem in records:
         if problem is not None:
             report(number, problem)
             continue
@@ -283,7 +325,7 @@ def validate_jsonl(path: pathlib.Path, format: str | None = None) -> ValidationR
 def read_examples(path: pathlib.Path, format: str) -> Iterator[dict[str, Any]]:
     """Canonical rows of a validated dataset, streamed; ValueError naming the line at a bad one."""
     _check_format(format)
-    for number, row, problem in _lines(path):
+    for number, row, problem in jsonl_records(path):
         try:
             if problem is not None:
                 raise _InvalidRow(problem)
@@ -295,8 +337,8 @@ def read_examples(path: pathlib.Path, format: str) -> Iterator[dict[str, Any]]:
 # --------------------------------------------------------------- filenames
 
 
-def sanitize_filename(name: str | None) -> str:
-    """Return an uploaded filename unchanged if it is safe to store, else raise BadRequest."""
+def sanitize_filename(name: str | None, suffixes: tuple[str, ...] = (STORED_SUFFIX,)) -> str:
+    """Return an uploaded filename unchanged if it is safe to store and has one of `suffixes`, else BadRequest."""
     if not name:
         raise BadRequest("filename is required")
     # Checked before anything that echoes the name, so no control bytes reach a message or log.
@@ -310,8 +352,8 @@ def sanitize_filename(name: str | None) -> str:
         raise BadRequest("filename must not start with '.'")
     if len(name) > _MAX_FILENAME:
         raise BadRequest(f"filename is {len(name)} characters long; the limit is {_MAX_FILENAME}")
-    if not name.endswith(_SUFFIX):
-        raise BadRequest(f"filename must end with '{_SUFFIX}'")
+    if not name.endswith(suffixes):
+        raise BadRequest(f"filename must end with {' or '.join(repr(suffix) for suffix in suffixes)}")
     if not _ALLOWED_NAME.fullmatch(name):
         bad = sorted({ch for ch in name if not _ALLOWED_NAME.fullmatch(ch)})
         raise BadRequest(
@@ -333,3 +375,20 @@ def versioned_name(filename: str, taken: Callable[[str], bool]) -> str:
     while taken(candidate := f"{stem}-{version}{suffix}"):
         version += 1
     return candidate
+
+
+def closest_name(name: str, names: Iterable[str]) -> Optional[str]:
+    """The existing name a user most likely meant by `name` (a typo, or its name before conversion), else None."""
+    names = list(names)
+    # An upload of data.csv is stored as data.jsonl: the stored name is the answer, however far it is.
+    stored = os.path.splitext(name)[0] + STORED_SUFFIX
+    if stored != name and stored in names:
+        return stored
+    matches = difflib.get_close_matches(name, names, n=1)
+    return matches[0] if matches else None
+
+
+def missing_dataset(name: str, names: Iterable[str]) -> str:
+    """The message for a dataset `name` that is not among the uploaded `names`, suggesting the closest."""
+    closest = closest_name(name, names)
+    return f"dataset {name!r} does not exist" + (f"; did you mean {closest!r}?" if closest else "")

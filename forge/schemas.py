@@ -223,11 +223,14 @@ class DeleteResponse(BaseModel):
 
 
 class LineError(BaseModel):
-    line: int = Field(description="1-based line number in the uploaded file.")
+    line: int = Field(description="1-based line number in the uploaded JSONL file; in a CSV, Parquet or JSON-array "
+                      "upload, the 1-based row (CSV: the header not counted; JSON: the array's element). "
+                      "0: the whole file.")
     error: str
 
 
-DatasetFormat = Literal["pairs", "chat", "preference", "qa"]
+# "text" (plain language-model rows) is beyond the contract's original four; README says so.
+DatasetFormat = Literal["pairs", "chat", "preference", "qa", "text"]
 
 
 class ValidationReport(BaseModel):
@@ -238,7 +241,7 @@ class ValidationReport(BaseModel):
     format: Optional[DatasetFormat] = Field(
         None,
         description="Row shape: pairs (input/output), chat (messages), preference (prompt/chosen/rejected), "
-        "qa (context/question/answer).",
+        "qa (context/question/answer), text (text: plain language modelling).",
     )
     normalized: dict[str, str] = Field(
         default_factory=dict, description="Alias fields found in the rows and the canonical field each maps to."

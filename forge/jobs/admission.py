@@ -8,12 +8,13 @@ manager reads the cluster's resources, tests pass any `Hardware` they like.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from pydantic import BaseModel, Field
 
 from forge import catalog
-from forge.datasets import validate_jsonl
+from forge.datasets import closest_name, missing_dataset, validate_jsonl
 from forge.errors import BadRequest, Conflict
 from forge.registry import Registry
 from forge.schemas import TrainingRequest
@@ -27,7 +28,8 @@ from forge.unsloth_env import ProviderStatus
 # For requests that do not use unsloth: its probe is not worth waiting for.
 UNSLOTH_NOT_ASKED = ProviderStatus(available=False, detail="not probed")
 _FORMAT_FIELDS_HINT = (
-    "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer"
+    "pairs: input/output; chat: messages; preference: prompt/chosen/rejected; qa: context/question/answer; "
+    "text: text"
 )
 
 
@@ -56,7 +58,7 @@ class PreparedJob(BaseModel):
     notes: list[str] = Field(description="Every substitution made, as a sentence for the job's events.")
     model_source: str = Field(description="A built-in name, a local directory or a Hub id.")
     dataset_location: str = Field(description="A path, or a URI in FORGE_STORAGE.")
-    dataset_format: str = Field(description="pairs | chat | preference | qa: how the worker reads the rows.")
+    dataset_format: str = Field(description="pairs | chat | preference | qa | text: how the worker reads the rows.")
 
 
 class Admission:
@@ -114,6 +116,9 @@ class Admission:
             location = self.storage.uri(self.storage.dataset_path(record.filename))
             row_format = record.format or "pairs"
         else:
+            uploaded = [d.filename for d in self.registry.list_datasets()]
+            if not os.path.isabs(request.dataset) and closest_name(request.dataset, uploaded):
+                raise BadRequest(missing_dataset(request.dataset, uploaded))  # a typo, or data.csv for data.jsonl
             # A file under FORGE_DATASET_ROOTS: on a cluster, a folder mounted on every node.
             path = resolve_dataset_path(request.dataset, self.settings.dataset_roots)
             location = str(path)

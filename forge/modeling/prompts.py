@@ -49,11 +49,14 @@ def render_chat(messages: list[dict[str, str]]) -> str:
 
 
 def causal_example(task: str, row: dict[str, Any], *, chat_template: bool) -> dict[str, Any]:
-    """A canonical row as TRL's prompt/completion pair (loss on the completion only).
+    """A canonical row as TRL's prompt/completion pair (loss on the completion only), or its plain text.
 
     Text generation uses the tokenizer's chat template when it has one (TRL's
-    conversational format); otherwise our own markers.
+    conversational format); otherwise our own markers. A `text` row is plain
+    language modelling: TRL's "text" field, loss on all of it, no prompt format.
     """
+    if "text" in row:
+        return {"text": row["text"]}
     messages = row.get("messages") or [
         {"role": "user", "content": row["input"]}, {"role": "assistant", "content": row["output"]}]
     # Stripped as the playground strips the user's text: a chat template renders whitespace as it is.

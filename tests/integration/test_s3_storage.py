@@ -59,6 +59,16 @@ def test_upload_train_generate_and_delete_with_storage_in_a_bucket(s3_service):
     assert_error_shape(bad, 400)
     assert _keys(location, "datasets") == ["datasets/s3.jsonl"]
 
+    # A CSV is converted on the API replica and only its JSONL goes up; nothing stays in scratch/.
+    rows = "".join(f"What is {i} plus {i}?,{2 * i}\n" for i in range(12))
+    csv_upload = service.post("/api/upload_dataset", files={"file": ("s3.csv", b"input,output\n" + rows.encode(),
+                                                                         "text/csv")})
+    assert csv_upload.status_code == 200, csv_upload.text
+    assert csv_upload.json()["filename"] == "s3-2.jsonl"
+    assert _keys(location, "datasets") == ["datasets/s3-2.jsonl", "datasets/s3.jsonl"]
+    assert service.client.dataset("s3-2.jsonl")["rows"][1] == {"input": "What is 1 plus 1?", "output": "2"}
+    assert list((Path(service.home) / "scratch").iterdir()) == []
+
     started = service.start(dataset="s3.jsonl", max_steps=12, save_steps=6, eval_split=0.1)
     assert started.status_code == 200, started.text
     job_id = started.json()["job_id"]

@@ -68,6 +68,25 @@ async def test_an_unknown_dataset_is_refused(admission, dataset_root):
         await admission.prepare(request(dataset=str(dataset_root / "missing.jsonl")), CPU_ONLY, running={})
 
 
+async def test_a_misspelt_dataset_is_refused_naming_the_closest_upload(admission, upload):
+    upload("alpaca.jsonl", PAIRS, "pairs")
+    with pytest.raises(BadRequest) as refused:
+        await admission.prepare(request(dataset="alpca.jsonl"), CPU_ONLY, running={})
+    assert refused.value.detail == "dataset 'alpca.jsonl' does not exist; did you mean 'alpaca.jsonl'?"
+    # An upload of alpaca.csv was stored as alpaca.jsonl: naming the CSV points there too.
+    with pytest.raises(BadRequest, match="did you mean 'alpaca.jsonl'"):
+        await admission.prepare(request(dataset="alpaca.csv"), CPU_ONLY, running={})
+
+
+async def test_text_rows_train_text_generation_sft_and_qlora_only(admission, upload):
+    upload("stories.jsonl", [{"text": f"Once upon a time, story {i}."} for i in range(12)], "text")
+    for strategy in ("sft", "qlora"):
+        prepared = await admission.prepare(request(dataset="stories.jsonl", strategy=strategy), CPU_ONLY, running={})
+        assert prepared.dataset_format == "text"
+    with pytest.raises(BadRequest, match="holds text rows; task 'summarization' with strategy 'sft' trains on pairs"):
+        await admission.prepare(request(dataset="stories.jsonl", task="summarization"), CPU_ONLY, running={})
+
+
 async def test_substitutions_come_back_as_notes(admission, upload):
     upload("pairs.jsonl", PAIRS, "pairs")
     prepared = await admission.prepare(request(optim="paged_adamw_32bit", bf16=True), CPU_ONLY, running={})

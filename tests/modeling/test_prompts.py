@@ -88,6 +88,13 @@ def test_chat_messages_render_with_roles_and_end_ready_for_the_reply():
     assert example == {"prompt": render_chat(messages), "completion": "7"}
 
 
+@pytest.mark.parametrize("template", [False, True])
+def test_a_text_row_is_trained_as_it_is(template):
+    # TRL's "text" field: no prompt markers, no chat template, the whole text is the target.
+    row = {"text": "  The fjord was calm.\nThe boats were out.  "}
+    assert causal_example("text-generation", row, chat_template=template) == {"text": row["text"]}
+
+
 def test_preference_rows_format_the_prompt_and_keep_the_answers(plain, chat):
     rows = [{"prompt": " What is 3 plus 4? ", "chosen": "7", "rejected": "12"}]
     assert preference_rows("text-generation", rows, plain) == [

@@ -56,6 +56,25 @@ def test_text_generation_sft_on_chat_messages(tmp_path: Path, builtin_dir: Path)
     assert metrics["final_loss"] < metrics["first_loss"]
 
 
+def test_text_generation_sft_on_plain_text_rows(tmp_path: Path, builtin_dir: Path):
+    # Plain language modelling: TRL reads the rows' "text" field and trains on all of it.
+    metrics, folder = train(tmp_path, builtin_dir, "text", "text", task="text-generation", num_train_epochs=2)
+    assert_finite(metrics, "final_loss", "eval_loss", "perplexity")
+    assert metrics["final_loss"] < metrics["first_loss"]
+    trained, base = answers(folder, builtin_dir, prompt="What is the capital of Spain?")
+    assert trained["generated_text"] != base["generated_text"]
+
+
+def test_text_generation_qlora_on_sharegpt_rows(tmp_path: Path, builtin_dir: Path):
+    # ShareGPT rows (from human/gpt) are chat rows to the recipe: the worker reads them normalised.
+    metrics, folder = train(tmp_path, builtin_dir, "sharegpt", "chat", task="text-generation", strategy="qlora",
+                            num_train_epochs=2)
+    assert_finite(metrics, "final_loss", "eval_loss", "perplexity")
+    assert metrics["final_loss"] < metrics["first_loss"]
+    trained, base = answers(folder, builtin_dir, prompt="What is 8 times 4?")
+    assert trained["generated_text"] != base["generated_text"]
+
+
 def test_text_generation_dpo(tmp_path: Path, builtin_dir: Path):
     metrics, folder = train(tmp_path, builtin_dir, "preference", "preference", task="text-generation",
                             strategy="dpo", num_train_epochs=2)

@@ -1,4 +1,4 @@
-"""Provider unsloth's qlora and dpo rows, trained in its own venv in one process, then answered by the core's playground code.
+"""Provider unsloth's qlora, dpo and plain-text sft rows, trained in its own venv, answered by the core's playground.
 
 The REST path of an unsloth job (its runner and workers in the unsloth venv through
 Ray's runtime_env) is tests/integration/test_unsloth_provider.py's sft job; qlora and
@@ -70,3 +70,14 @@ def test_unsloth_dpo_trains_and_keeps_only_the_trained_adapter(rows: dict):
     _ran_unsloths_stack(folder)
     assert (folder / "adapter_model.safetensors").is_file()
     assert not (folder / "ref").exists()
+
+
+def test_unsloth_sft_trains_on_plain_text_rows(rows: dict, builtin_dir: Path):
+    row = rows["text"]
+    assert row["stopped"] is False
+    assert row["metrics"]["final_loss"] < row["metrics"]["first_loss"]
+    folder = Path(row["folder"])
+    _ran_unsloths_stack(folder)
+    generate = GenerateRequest(model_id=1, prompt="What is the capital of Spain?", max_new_tokens=8, temperature=0,
+                               top_p=1.0)
+    assert isinstance(respond(load_trained_model(folder, builtin_dir), generate)["generated_text"], str)

@@ -1,4 +1,4 @@
-"""The unsloth provider's qlora and dpo rows, trained in-process in the unsloth venv; run by test_unsloth_rows.py.
+"""The unsloth provider's qlora, dpo and plain-text sft rows, trained in-process in its venv; run by test_unsloth_rows.py.
 
     .venv-unsloth/bin/python tests/training/unsloth_rows.py <workdir> <builtin_dir>
 
@@ -25,6 +25,8 @@ FAST = {"learning_rate": 5e-3, "per_device_train_batch_size": 2, "gradient_accum
 ROWS = {
     "qlora": {"dataset": "text_generation", "dataset_format": "pairs", "strategy": "qlora"},
     "dpo": {"dataset": "preference", "dataset_format": "preference", "strategy": "dpo"},
+    # Plain language modelling through TRL 1.15's "text" field, as Unsloth's own notebooks train.
+    "text": {"dataset": "text", "dataset_format": "text", "strategy": "sft"},
 }
 
 

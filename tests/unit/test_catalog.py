@@ -100,8 +100,8 @@ def _refusal(**fields) -> str:
 
 
 def test_formats_for_table():
-    assert formats_for("text-generation", "sft") == ("pairs", "chat")
-    assert formats_for("text-generation", "qlora") == ("pairs", "chat")
+    assert formats_for("text-generation", "sft") == ("pairs", "chat", "text")
+    assert formats_for("text-generation", "qlora") == ("pairs", "chat", "text")
     assert formats_for("text-generation", "dpo") == ("preference",)
     assert formats_for("text-generation", "rlhf") == ("preference",)
     assert formats_for("summarization", "sft") == ("pairs",)

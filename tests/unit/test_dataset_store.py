@@ -5,6 +5,7 @@ Real SQLite registry and real files under a local FORGE_STORAGE (tmp_path).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def store(local_storage, storage_registry) -> DatasetStore:
 
 
 async def _upload(store: DatasetStore, name: str, tmp_path: Path) -> str:
+    tmp_path.mkdir(exist_ok=True)
     staged = tmp_path / f"staged-{name}"
     # A blank line in the middle, as editors leave them: not a row.
     lines = [json.dumps(r) for r in ROWS]
@@ -47,6 +49,23 @@ async def test_a_second_upload_of_a_name_gets_a_versioned_one(store, tmp_path):
     assert await _upload(store, "faq.jsonl", tmp_path) == "faq.jsonl"
     assert await _upload(store, "faq.jsonl", tmp_path) == "faq-2.jsonl"
     assert [d.filename for d in store.all()] == ["faq.jsonl", "faq-2.jsonl"]
+
+
+async def test_two_uploads_of_one_name_at_once_keep_both_files_under_distinct_names(store, tmp_path):
+    # Registrations interleave on the manager's event loop while their files move (in threads).
+    first, second = await asyncio.gather(*(_upload(store, "faq.jsonl", tmp_path / str(i)) for i in range(2)))
+    assert sorted([first, second]) == ["faq-2.jsonl", "faq.jsonl"]
+    assert sorted(d.filename for d in store.all()) == ["faq-2.jsonl", "faq.jsonl"]
+    for name in (first, second):
+        assert await store.rows(name, 0, 10) == (ROWS, False)
+    # Nothing is left reserved: the next upload of the name gets the next version.
+    assert await _upload(store, "faq.jsonl", tmp_path) == "faq-3.jsonl"
+
+
+async def test_a_missing_dataset_names_the_closest_one(store, tmp_path):
+    await _upload(store, "alpaca.jsonl", tmp_path)
+    with pytest.raises(NotFound, match="dataset 'alpca.jsonl' does not exist; did you mean 'alpaca.jsonl'"):
+        store.get("alpca.jsonl")
 
 
 async def test_a_dataset_in_use_is_kept_and_one_that_is_not_goes_with_its_file(store, tmp_path):

@@ -11,7 +11,9 @@ from forge.datasets import (
     FORMATS,
     MAX_REPORTED_ERRORS,
     MIN_EXAMPLES,
+    closest_name,
     detect_format,
+    missing_dataset,
     normalize_row,
     read_examples,
     sanitize_filename,
@@ -36,6 +38,7 @@ CANONICAL = {
     },
     "preference": {"prompt": "What is 2 plus 2?", "chosen": "It is 4.", "rejected": "I don't know."},
     "qa": {"context": CONTEXT, "question": "Where is the farm?", "answer": "near Oslo", "answer_start": 33},
+    "text": {"text": "The river Glomma is the longest river in Norway."},
 }
 
 
@@ -207,6 +210,11 @@ def test_non_utf8_line_reported_with_its_number(tmp_path):
     assert report.num_examples == MIN_EXAMPLES + 2
 
 
+def test_a_line_nested_too_deeply_is_an_error_not_a_crash(tmp_path):
+    report = validate_jsonl(write(tmp_path, good_lines() + ["[" * 100_000 + "]" * 100_000]))
+    assert errors_by_line(report) == {MIN_EXAMPLES + 1: "invalid JSON: nested too deeply"}
+
+
 def test_utf8_text_is_fine(tmp_path):
     line = json.dumps({"input": "Traduis: café", "output": "コーヒー"}, ensure_ascii=False)
     assert validate_jsonl(write(tmp_path, [line] * MIN_EXAMPLES)).valid
@@ -247,7 +255,8 @@ def test_non_object_row_rejected_by_normalize_row(format):
 
 
 def test_formats_match_the_contract():
-    assert FORMATS == ("pairs", "chat", "preference", "qa")
+    # The contract's four, and "text" beyond it (README, "Beyond the contract").
+    assert FORMATS == ("pairs", "chat", "preference", "qa", "text")
 
 
 # ---------------------------------------------------------------------- aliases
@@ -408,6 +417,68 @@ def test_chat_keeps_only_role_and_content():
 def test_chat_multi_turn_is_valid():
     row = chat(("system", "s"), ("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"))
     assert normalize_row("chat", row) == row
+
+
+# ------------------------------------------------------- ShareGPT and text rows
+
+SHAREGPT = {"conversations": [
+    {"from": "system", "value": "You answer briefly."},
+    {"from": "human", "value": "What is 2 plus 2?"},
+    {"from": "gpt", "value": "4"},
+]}
+SHAREGPT_ALIASES = {"conversations": "messages", "from human/gpt/system": "role user/assistant/system",
+                    "value": "content"}
+
+
+def test_sharegpt_rows_become_chat_and_the_upload_says_so(tmp_path):
+    assert detect_format(SHAREGPT) == ("chat", SHAREGPT_ALIASES)
+    assert normalize_row("chat", SHAREGPT) == CANONICAL["chat"]
+    report = validate_jsonl(rows(tmp_path, SHAREGPT))
+    assert report.valid, report.errors
+    assert (report.format, report.normalized, report.num_examples) == ("chat", SHAREGPT_ALIASES, MIN_EXAMPLES)
+    assert list(read_examples(rows(tmp_path, SHAREGPT), "chat")) == [CANONICAL["chat"]] * MIN_EXAMPLES
+
+
+@pytest.mark.parametrize(
+    "conversations, error",
+    [
+        ([{"from": "tool", "value": "x"}, {"from": "gpt", "value": "4"}],
+         "field 'conversations[0].from' must be 'human', 'gpt' or 'system', got \"tool\""),
+        ([{"from": "user", "value": "x"}, {"from": "gpt", "value": "4"}],
+         "field 'conversations[0].from' must be 'human', 'gpt' or 'system', got \"user\""),
+        ([{"from": "human", "value": "x"}, {"from": "gpt"}], "missing field 'conversations[1].value'"),
+        ([{"from": "human", "value": "x"}, {"from": "gpt", "value": " "}], "field 'conversations[1].value' is empty"),
+        ([{"from": "human", "value": "x"}, "gpt"], "field 'conversations[1]' must be an object, got string"),
+        ([{"from": "gpt", "value": "4"}], "messages have no user message"),
+        ([{"from": "gpt", "value": "4"}, {"from": "human", "value": "x"}],
+         "last message must be from the assistant, got 'user'"),
+        ("hello", "field 'conversations' must be an array, got string"),
+    ],
+)
+def test_a_bad_sharegpt_row_is_reported_at_its_line(tmp_path, conversations, error):
+    assert error_at_line_5(tmp_path, "chat", {"conversations": conversations}) == {5: error}
+
+
+def test_text_rows_are_detected_and_validated(tmp_path):
+    row = CANONICAL["text"]
+    report = validate_jsonl(rows(tmp_path, row))
+    assert (report.valid, report.format, report.normalized) == (True, "text", {})
+    # A row naming a pairs shape is pairs, whatever else it holds.
+    assert detect_format({"text": "x", "input": "a", "output": "b"})[0] == "pairs"
+    # A text row may carry other fields (a source, an id): training reads `text` only.
+    assert normalize_row("text", {"text": "Once upon a time.", "source": "tales"}) == {"text": "Once upon a time."}
+
+
+@pytest.mark.parametrize(
+    "row, error",
+    [
+        ({"text": ""}, "field 'text' is empty"),
+        ({"text": ["a", "b"]}, "field 'text' must be a string, got array"),
+        ({"content": "Once upon a time."}, "missing field 'text'"),
+    ],
+)
+def test_a_bad_text_row_is_reported_at_its_line(tmp_path, row, error):
+    assert error_at_line_5(tmp_path, "text", row) == {5: error}
 
 
 # ------------------------------------------------------------ preference rules
@@ -599,6 +670,8 @@ def test_read_examples_names_the_line_of_a_bad_row(tmp_path):
         ("extractive_qa.jsonl", "qa", {}),
         ("preference.jsonl", "preference", {}),
         ("chat.jsonl", "chat", {}),
+        ("sharegpt.jsonl", "chat", SHAREGPT_ALIASES),
+        ("text.jsonl", "text", {}),
     ],
 )
 def test_example_datasets_are_valid(name, format, normalized):
@@ -686,3 +759,20 @@ def test_versioned_name_counts_up():
 
 def test_versioned_name_first_duplicate():
     assert versioned_name("my_data-v1.2.jsonl", {"my_data-v1.2.jsonl"}.__contains__) == "my_data-v1.2-2.jsonl"
+
+
+# ------------------------------------------------------------- the closest name
+
+
+def test_a_missing_dataset_suggests_the_closest_uploaded_name():
+    uploaded = ["alpaca.jsonl", "chat.jsonl", "summaries-2.jsonl"]
+    assert missing_dataset("alpca.jsonl", uploaded) == "dataset 'alpca.jsonl' does not exist; did you mean 'alpaca.jsonl'?"
+    assert closest_name("summaries.jsonl", uploaded) == "summaries-2.jsonl"
+    assert missing_dataset("invoices.jsonl", uploaded) == "dataset 'invoices.jsonl' does not exist"
+    assert closest_name("anything.jsonl", []) is None
+
+
+def test_the_name_of_a_converted_upload_suggests_what_it_was_stored_as():
+    # data.csv was stored as data.jsonl; a request naming the CSV gets the stored name even among near misses.
+    assert closest_name("data.csv", ["data.jsonl", "data-2.csv.jsonl", "dates.jsonl"]) == "data.jsonl"
+    assert closest_name("q.parquet", ["q.jsonl"]) == "q.jsonl"

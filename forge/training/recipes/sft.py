@@ -1,7 +1,8 @@
 """Causal-LM fine-tuning with TRL's SFTTrainer and a LoRA (strategies sft and qlora).
 
 Serves text generation, and summarization with a decoder-only model (trained on a
-summarization prompt). Loss is on the completion only.
+summarization prompt). Loss is on the completion only; plain `text` rows train
+language modelling on the whole text.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ SUMMARY_TOKENS = 48
 
 
 def example_text(example: dict[str, Any], tokenizer: Any) -> str:
-    """A prompt/completion example as the text the model reads (conversations through the chat template)."""
+    """An example as the text the model reads (conversations through the chat template)."""
+    if "text" in example:
+        return example["text"]
     if isinstance(example["prompt"], list):
         return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
     return example["prompt"] + example["completion"]
