@@ -196,10 +196,7 @@ class JobTracker:
         # Inside the registry's transaction, on the event loop: a rename on a local or
         # mounted storage; a copy of the adapter's few files on an object store.
         def place_files(model_id: int) -> str:
-            target = self.storage.model_dir(model_id)
-            self.storage.remove_tree(target)
-            self.storage.move(staging, target)
-            return self.storage.display(target)
+            return self.storage.move_into_place(staging, self.storage.model_dir(model_id))
 
         base = request.model_name.rstrip("/").split("/")[-1]
         return self.registry.add_model(

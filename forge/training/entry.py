@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from forge import catalog
 from forge.errors import one_line
+from forge.modeling.loading import ModelKind
 from forge.modeling.model_card import ModelCard
-from forge.storage import is_uri, publish_folder
+from forge.storage import folder_written_to
 from forge.training.checkpoints import (
     CheckpointStore,
     NoCheckpoints,
@@ -132,26 +133,27 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
 
 def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scratch: Path) -> None:
     """Write adapter, tokenizer and model card to spec.output_dir (a path or a storage URI), atomically."""
+    # Written whole or not at all (the manager registers the folder once it exists).
+    with folder_written_to(spec.output_dir, scratch) as partial:
+        result.model.save_pretrained(partial)
+        result.tokenizer.save_pretrained(partial)
+        for name, folder in result.extra_dirs.items():
+            shutil.copytree(folder, partial / name)
+        _model_card(spec, result.model_kind, metrics).write(partial)
+
+
+def _model_card(spec: JobSpec, model_kind: ModelKind, metrics: dict[str, Any]) -> ModelCard:
     import sys
 
     import peft
     import transformers
     import trl
 
-    remote = is_uri(spec.output_dir)
-    # On object storage the folder is written locally first, then copied up whole.
-    final = scratch / "model" if remote else Path(spec.output_dir)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    result.model.save_pretrained(partial)
-    result.tokenizer.save_pretrained(partial)
-    for name, folder in result.extra_dirs.items():
-        shutil.copytree(folder, partial / name)
-    ModelCard(
+    return ModelCard(
         job_id=spec.job_id,
         task=spec.request.task,
         strategy=spec.request.strategy,
-        model_kind=result.model_kind,
+        model_kind=model_kind,
         base_model=spec.request.model_name,
         base_model_source=spec.model_source,
         request=spec.request.model_dump(mode="json"),
@@ -161,8 +163,4 @@ def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scr
                   "unsloth": getattr(sys.modules.get("unsloth"), "__version__", None)},
         # Which libraries this training process had loaded: provider huggingface never loads unsloth.
         unsloth_imported="unsloth" in sys.modules,
-    ).write(partial)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    if remote:
-        publish_folder(final, spec.output_dir)
+    )
