@@ -9,7 +9,6 @@ tracker's, at the end of a job.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Awaitable, Callable
 
 from forge.errors import Conflict, NotFound
@@ -91,7 +90,8 @@ class ModelStore:
 
     def _free_name(self, wanted: str) -> str:
         """`wanted`, or `wanted-2`, `-3`, ...: model names are unique."""
-        for candidate in itertools.chain([wanted], (f"{wanted}-{n}" for n in itertools.count(2))):
-            if self.registry.model_named(candidate) is None:
-                return candidate
-        raise AssertionError("unreachable")
+        name, suffix = wanted, 1
+        while self.registry.model_named(name) is not None:
+            suffix += 1
+            name = f"{wanted}-{suffix}"
+        return name
