@@ -163,7 +163,7 @@ def readme_text(card: ModelCard, *, name: str, description: Optional[str] = None
                 "a standalone model, no PEFT needed.")
         if card.merged.quantization_dropped:
             what += (f" The adapter trained on a {card.merged.quantization_dropped} quantized base; it was merged "
-                     f"onto the base in its original precision.")
+                     "onto the base in its original precision.")
     else:
         what = f"A LoRA adapter (PEFT) for `{card.base_model}`."
     lines = [*_front_matter(card), "", f"# {name}", ""]

@@ -46,7 +46,8 @@ def test_the_merged_model_loads_with_transformers_alone_and_computes_what_base_p
     assert {"model.safetensors", "config.json", "tokenizer.json", "forge.json"} <= files
     assert not {"adapter_config.json", "adapter_model.safetensors", "pytorch_model.bin"} & files
     card = ModelCard.read(merged_dir)
-    assert card.merged is not None and (card.merged.adapter_model_id, card.merged.adapter_model_name) == (5, "support-bot")
+    assert card.merged is not None
+    assert (card.merged.adapter_model_id, card.merged.adapter_model_name) == (5, "support-bot")
     assert (card.task, card.model_kind, card.base_model) == ("text-generation", "causal-lm", "forge/tiny-llama")
 
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)

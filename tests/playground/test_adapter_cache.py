@@ -39,7 +39,8 @@ def models(tmp_path_factory: pytest.TempPathFactory, builtin_dir: Path, make_ada
                                 ["q_proj", "v_proj"] if i % 2 else ["q_proj", "k_proj", "o_proj"]) for i in range(1, 5)}
     folders["5"] = make_adapter(root / "5", other_base, str(other_base), 5, ["q_proj", "v_proj"])
     folders["6"] = make_adapter(root / "6", tiny, "forge/tiny-llama", 6, ["q_proj", "v_proj"], lora_alpha=32)
-    folders["7"] = make_adapter(root / "7", tiny, "forge/tiny-llama", 7, ["q_proj", "v_proj"], modules_to_save=["lm_head"])
+    folders["7"] = make_adapter(root / "7", tiny, "forge/tiny-llama", 7, ["q_proj", "v_proj"],
+                                modules_to_save=["lm_head"])
     return folders
 
 
