@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 
 from annotated_types import Interval
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket
+from fastapi.responses import StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -32,6 +33,8 @@ from forge.job_schemas import (
 from forge.jobs.listing import MAX_PAGE
 from forge.jobs.logs import MAX_TAIL, read_job_log
 from forge.manager_handle import manager_with
+from forge.model_archive import archive_folder_name, model_members, tar_gz_chunks
+from forge.modeling.model_card import CARD_FILE, ModelCard, readme_text
 from forge.schemas import (
     API_VERSION,
     MAX_ID,
@@ -48,6 +51,7 @@ from forge.schemas import (
     HealthResponse,
     InfoResponse,
     JobStatus,
+    MergeResponse,
     ModelDetail,
     ModelList,
     ModelSummary,
@@ -315,6 +319,46 @@ class ApiIngress:
     async def delete_model(self, model_id: ModelId) -> DeleteResponse:
         await self.manager.delete_model.remote(model_id)
         return DeleteResponse(message="Model deleted successfully")
+
+    @app.get(
+        "/api/models/{model_id}/download", response_class=StreamingResponse, response_model=None,
+        responses={200: {"description": "The model folder as a gzipped tar, one top folder named after the model.",
+                         "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}},
+    )
+    async def download_model(self, model_id: ModelId) -> StreamingResponse:
+        """The model's folder as a .tar.gz, streamed as it is read from storage.
+
+        An adapter model holds the PEFT adapter and its config (`PeftModel.from_pretrained(base, folder)`
+        loads it), a merged one the full weights (`AutoModelFor...from_pretrained(folder)`); both hold the
+        tokenizer, forge.json and a README.md model card (base model, dataset, task, strategy,
+        hyperparameters, metrics), written for this download.
+        """
+        model = await self.manager.get_model.remote(model_id)
+        folder = self.storage.path_of(model["path"])
+        try:
+            card = ModelCard.parse(await asyncio.to_thread(self.storage.read_text, f"{folder}/{CARD_FILE}"))
+            readme = readme_text(card, name=model["name"], description=model["description"])
+            top = archive_folder_name(model["name"], model_id)
+            members = await asyncio.to_thread(model_members, self.storage, folder, top, readme)
+        except FileNotFoundError:  # deleted since the lookup
+            raise NotFound(f"model {model_id} does not exist")
+        # The bytes go from storage to the client here, in bounded chunks (Starlette iterates this
+        # generator in a thread): never through the manager, never whole in memory.
+        return StreamingResponse(tar_gz_chunks(members), media_type="application/gzip",
+                                 headers={"Content-Disposition": f'attachment; filename="{top}.tar.gz"'})
+
+    @app.post("/api/models/{model_id}/merge", response_model=MergeResponse)
+    async def merge_model(self, model_id: ModelId) -> MergeResponse:
+        """Merge an adapter model into its base: a new, standalone model of kind `merged` (safetensors + tokenizer).
+
+        Loads with `AutoModelFor...from_pretrained` alone and serves in the playground under its new id; the
+        adapter model stays, and deleting it later leaves the merged one whole. A qlora adapter is merged onto
+        the base in its original precision (unquantized), and the message says so. Merging a merged model is
+        a 409. Takes as long as loading the base and saving it again.
+        """
+        merged = await self.manager.merge_model.remote(model_id)
+        return MergeResponse(message=merged["message"], source_model_id=model_id,
+                             model=ModelDetail(**_model_summary(merged["model"])))
 
     # ------------------------------------------------------------ playground
 

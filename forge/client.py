@@ -218,6 +218,31 @@ class ForgeClient:
     def delete_model(self, model_id: int) -> dict[str, Any]:
         return _body(self.delete(f"/api/models/{model_id}"))
 
+    def merge_model(self, model_id: int, timeout: float = 3600.0) -> dict[str, Any]:
+        """POST /api/models/{id}/merge: `message`, `source_model_id` and the new merged `model`.
+
+        The merge loads and saves the whole base, so it waits longer than other calls by default.
+        """
+        return _body(self.post(f"/api/models/{model_id}/merge", timeout=timeout))
+
+    def download_model(self, model_id: int, folder: Path) -> Path:
+        """GET /api/models/{id}/download, extracted into `folder` as it arrives; the model's folder inside it."""
+        import tarfile
+
+        with self.get(f"/api/models/{model_id}/download", stream=True) as response:
+            if response.status_code != 200:
+                raise ForgeClientError(response)
+            response.raw.decode_content = True
+            with tarfile.open(fileobj=response.raw, mode="r|gz") as archive:
+                top = None
+                for member in archive:
+                    top = top or member.name.split("/", 1)[0]
+                    # The "data" filter refuses absolute paths, links out of `folder` and device files.
+                    archive.extract(member, folder, filter="data")
+        if top is None:
+            raise ValueError(f"model {model_id}'s archive is empty")
+        return Path(folder) / top
+
     def datasets(self) -> list[dict[str, Any]]:
         return _body(self.get("/api/datasets"))["datasets"]
 

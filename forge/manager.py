@@ -28,6 +28,7 @@ from forge.jobs.queue import JobQueue
 from forge.jobs.runners import RunnerPool, resources_needed, shortfall, waiting_reason
 from forge.jobs.tracker import ActiveJob, JobTracker
 from forge.model_store import ModelStore
+from forge.modeling.merging import MergeOutcome, MergeSpec, merge_adapter
 from forge.registry import JobRecord, Registry
 from forge.schemas import ACTIVE_STATUSES, ModelUpdate, TrainingRequest, ValidationReport
 from forge.settings import Settings
@@ -39,6 +40,9 @@ from forge.unsloth_env import ProviderStatus, probe_unsloth
 
 # A job whose workers have not started this long, for want of nodes, says why (its events, its status).
 WAITING_NOTICE_S = 30.0
+# A merge loads a whole base model with torch: a task of its own, on any node (storage is shared),
+# awaited by the manager without blocking its loop. One CPU: it computes, unlike the runner actors.
+_merge_task = ray.remote(num_cpus=1)(merge_adapter)
 
 
 class TrainingManager:
@@ -48,7 +52,7 @@ class TrainingManager:
         self.storage.ensure_dirs()
         self.registry = Registry(self.storage.database)
         self.datasets = DatasetStore(self.registry, self.storage)
-        self.models = ModelStore(self.registry, self.storage)
+        self.models = ModelStore(self.registry, self.storage, trust_remote_code=settings.trust_remote_code)
         self.runners = RunnerPool(settings)
         self.admission = Admission(settings, self.storage, self.registry, self.unsloth_status)
         self.tracker = JobTracker(self.registry, self.storage, ChangeFeed(),
@@ -336,3 +340,12 @@ class TrainingManager:
 
     async def delete_model(self, model_id: int) -> None:
         await self.models.delete(model_id)
+
+    async def merge_model(self, model_id: int) -> dict[str, Any]:
+        """Merge an adapter model into its base (a Ray task); the new model and a message saying how."""
+        model, message = await self.models.merge(model_id, self._run_merge)
+        return {"model": model.model_dump(), "message": message}
+
+    @staticmethod
+    async def _run_merge(spec: MergeSpec) -> MergeOutcome:
+        return await _merge_task.remote(spec)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Collection, Iterator, Optional
 from pydantic import BaseModel
 
 from forge.job_schemas import JobEvent
-from forge.schemas import JobProgress, JobStatus, utc_iso
+from forge.schemas import JobProgress, JobStatus, ModelFiles, utc_iso
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS models (
 # Columns added after the first release: a registry written before them gains them, empty,
 # when it is opened (SQLite adds a column in place; old rows read NULL).
 _ADDED_COLUMNS = {"jobs": {"started_at": "TEXT", "options": "TEXT", "estimated_finish": "TEXT", "queued_at": "TEXT"},
-                  "models": {"description": "TEXT"}}
+                  # Every model registered before merging existed is a LoRA adapter.
+                  "models": {"description": "TEXT", "kind": "TEXT NOT NULL DEFAULT 'adapter'"}}
 
 
 class DatasetRecord(BaseModel):
@@ -122,6 +123,7 @@ class ModelRecord(BaseModel):
     created_at: str
     job_id: Optional[str] = None
     description: Optional[str] = None
+    kind: ModelFiles = "adapter"
 
 
 _JOB_COLUMNS = tuple(JobRecord.model_fields)
@@ -297,10 +299,12 @@ class Registry:
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO models (name, base_model, task, provider, strategy, training_params, metrics,"
-                " path, size_bytes, created_at, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, '', 0, ?, ?)",
+                " path, size_bytes, created_at, job_id, description, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, '', 0, ?, ?, ?, ?)",
                 (
                     fields["name"], fields["base_model"], fields["task"], fields["provider"], fields["strategy"],
                     json.dumps(fields["training_params"]), json.dumps(fields["metrics"]), now, fields.get("job_id"),
+                    fields.get("description"), fields.get("kind", "adapter"),
                 ),
             )
             model_id = int(cursor.lastrowid)

@@ -162,6 +162,9 @@ class StopTrainingResponse(BaseModel):
 
 # ----------------------------------------------------------------------- models
 
+# What a model's folder holds: a LoRA adapter for its base, or the base with an adapter merged in.
+ModelFiles = Literal["adapter", "merged"]
+
 
 class ModelSummary(BaseModel):
     id: int
@@ -170,6 +173,9 @@ class ModelSummary(BaseModel):
     task: Task
     created_at: str
     size_mb: float
+    kind: ModelFiles = Field(
+        "adapter", description="adapter: a PEFT LoRA adapter, loaded onto `base_model`; merged: a standalone model "
+                               "with an adapter merged into the base's weights (POST /api/models/{id}/merge).")
 
 
 class ModelList(BaseModel):
@@ -212,6 +218,16 @@ class ModelUpdate(_Request):
         if "name" in self.model_fields_set and self.name is None:
             raise ValueError("`name` cannot be null: a model always has a name")
         return self
+
+
+class MergeResponse(BaseModel):
+    """Response of POST /api/models/{id}/merge."""
+
+    status: Literal["merged"] = "merged"
+    message: str = Field(description="What was merged onto what, in which precision (e.g. a qlora adapter's base "
+                                     "loaded unquantized).")
+    source_model_id: int = Field(description="The adapter model that was merged; it stays as it was.")
+    model: ModelDetail = Field(description="The new model, of kind `merged`.")
 
 
 class DeleteResponse(BaseModel):

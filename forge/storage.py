@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,25 @@ def publish_folder(local: Path, location: str) -> None:
     copy_in(local, filesystem, path)
 
 
+@contextmanager
+def folder_written_to(location: str, scratch: Path) -> Iterator[Path]:
+    """A fresh local folder to fill; once the block ends without error it replaces the folder at `location`.
+
+    Whole or not at all: locally the folder is renamed into place; for an object store
+    (a URI) it is written under `scratch` first, then copied up.
+    """
+    remote = is_uri(location)
+    final = scratch / "folder-to-publish" if remote else Path(location)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    yield partial
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    if remote:
+        publish_folder(final, location)
+
+
 class Storage:
     def __init__(self, settings: Settings) -> None:
         self.home = settings.home
@@ -141,6 +162,10 @@ class Storage:
         """Where a job's rank 0 puts the final adapter before it is registered."""
         return f"{self.models_dir}/.staging-{job_id}"
 
+    def merge_staging_dir(self) -> str:
+        """A fresh folder for a merged model on its way to being registered (hidden: never a model)."""
+        return f"{self.models_dir}/.merge-{uuid.uuid4().hex}"
+
     def upload_staging_path(self) -> str:
         """A fresh name for an upload on its way into datasets/ (hidden: never listed)."""
         return f"{self.datasets_dir}/.upload-{uuid.uuid4().hex}.part"
@@ -194,6 +219,28 @@ class Storage:
             self.fs.delete_dir(path)
         elif kind == pafs.FileType.File:
             self.fs.delete_file(path)
+
+    def list_files(self, folder: str) -> list[tuple[str, int]]:
+        """Every file under `folder` as (path relative to it, size in bytes), sorted by path."""
+        import pyarrow.fs as pafs
+
+        found = self.fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+        prefix = folder.rstrip("/") + "/"
+        return sorted((f.path.removeprefix(prefix), f.size) for f in found if f.type == pafs.FileType.File)
+
+    def open_input(self, path: str) -> Any:
+        """A sequential reader of the file at `path` (a context manager with .read(n)); nothing is buffered whole."""
+        return self.fs.open_input_stream(path)
+
+    def read_text(self, path: str) -> str:
+        with self.open_input(path) as stream:
+            return stream.read().decode("utf-8")
+
+    def move_into_place(self, source: str, target: str) -> str:
+        """Replace `target` with the folder `source` (a rename locally); returns the target as users read it."""
+        self.remove_tree(target)
+        self.move(source, target)
+        return self.display(target)
 
     def move(self, source: str, target: str) -> None:
         """Move a file or folder within storage (a rename locally; copy then delete on object stores)."""

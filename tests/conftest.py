@@ -100,3 +100,30 @@ def s3_location(s3_endpoint):
     bucket = "forge-tests"
     pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", allow_bucket_creation=True).create_dir(bucket)
     return lambda prefix: f"s3://{bucket}/{prefix}?endpoint_override={s3_endpoint}&scheme=http"
+
+
+def _random_adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets: list[str],
+                    card: dict | None = None, **lora: object) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from forge.modeling.model_card import ModelCard
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
+                           LoraConfig(**{"r": 4, "target_modules": targets, "init_lora_weights": False, **lora}))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
+    ModelCard(**{"job_id": f"train_{seed}", "task": "text-generation", "model_kind": "causal-lm",
+                 "base_model": base_source, "base_model_source": base_source, "request": {}, "options": {},
+                 "metrics": {}, "versions": {}, **(card or {})}).write(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def make_adapter():
+    """Writes a trained model's folder of a causal LM: a real LoRA adapter with random (non-zero) weights,
+    its tokenizer and its forge.json (`card` overrides the card's fields):
+    make_adapter(folder, base_dir, base_source, seed, target_modules, card=None, **LoraConfig fields)."""
+    return _random_adapter

@@ -13,6 +13,9 @@ the same LoRA settings) therefore share one PEFT adapter, a *slot*, and PEFT's
 hot-swap copies a model's weights into it when that model is asked (about 15 ms).
 A model of another layout gets a slot of its own.
 
+A merged model (POST /api/models/{id}/merge) has no base to share: it is loaded
+whole from its own folder and held as a base that carries only itself.
+
 Models and bases are evicted least recently used first; a base goes with its
 last model, a slot with its last model.
 
@@ -35,7 +38,7 @@ from typing import Any, Callable
 from forge.modeling.model_card import ModelCard
 from forge.modeling.placement import CPU, Placement
 from forge.modeling.quantization import BaseQuantization
-from forge.playground.responder import LoadedModel, read_model_meta, respond
+from forge.playground.responder import LoadedModel, load_merged_model, read_model_meta, respond
 from forge.schemas import GenerateRequest
 
 # A base model as loaded: (model kind, base source, its quantization as JSON, or "" for full precision).
@@ -74,7 +77,7 @@ class _Adapter:
     tokenizer: Any
     task: str
     folder: Path
-    slot: str  # the PEFT adapter that holds this model's weights while it answers
+    slot: str | None  # the PEFT adapter that holds this model's weights while it answers; None: merged, no PEFT
 
 
 @dataclass(eq=False)
@@ -133,7 +136,8 @@ class AdapterCache:
                 if adapter is None:  # evicted after _get: load it again
                     continue
                 self._activate(base, name, adapter)
-                return respond(LoadedModel(base.peft, adapter.tokenizer, adapter.task, base.kind), request)
+                model = base.model if adapter.slot is None else base.peft
+                return respond(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind), request)
         raise RuntimeError(f"model {key} was evicted {_LOAD_ATTEMPTS} times before it could answer")
 
     # ------------------------------------------------------------------ internals
@@ -158,16 +162,12 @@ class AdapterCache:
                 return found
             folder = model_dir()
             card = read_model_meta(folder)
-            # A qlora model's base is quantized as it was trained: not the same base as a full-precision one.
-            quantization = card.quantization()
-            base_key = (card.model_kind, card.base_model_source,
-                        quantization.model_dump_json() if quantization is not None else "")
-            with self._lock:
-                base = self._bases.get(base_key)
-            if base is None:
-                base = self._load_base(card, quantization)
             name = f"model_{key}"
-            self._add_adapter(base, name, folder, card)
+            if card.merged is not None:
+                base_key, base = self._load_merged(key, name, folder, card)
+            else:
+                base_key, base = self._base_of(card)
+                self._add_adapter(base, name, folder, card)
             with self._lock:
                 self._bases[base_key] = base
                 self._bases.move_to_end(base_key)
@@ -177,6 +177,27 @@ class AdapterCache:
             for victim, victim_name in evicted:
                 self._remove_adapter(victim, victim_name)
             return base, name
+
+    def _base_of(self, card: ModelCard) -> tuple[BaseKey, _Base]:
+        """The loaded base an adapter model goes on, loaded now if no model of it is held."""
+        # A qlora model's base is quantized as it was trained: not the same base as a full-precision one.
+        quantization = card.quantization()
+        base_key = (card.model_kind, card.base_model_source,
+                    quantization.model_dump_json() if quantization is not None else "")
+        with self._lock:
+            base = self._bases.get(base_key)
+        return base_key, base if base is not None else self._load_base(card, quantization)
+
+    def _load_merged(self, key: str, name: str, folder: Path, card: ModelCard) -> tuple[BaseKey, _Base]:
+        """A merged model: full weights of its own, held as a base that carries only itself (no PEFT, no slot)."""
+        from forge.modeling.loading import load_tokenizer
+
+        model = load_merged_model(folder, card, self.builtin_dir, trust_remote_code=self.trust_remote_code,
+                                  placement=self.placement)
+        base = _Base(model=model, kind=card.model_kind)
+        tokenizer = load_tokenizer(str(folder), self.builtin_dir, trust_remote_code=self.trust_remote_code)
+        base.adapters[name] = _Adapter(tokenizer, card.task, folder, slot=None)
+        return (card.model_kind, f"model {key} (merged)", ""), base
 
     def _load_base(self, card: ModelCard, quantization: BaseQuantization | None) -> _Base:
         from forge.modeling.loading import load_model
@@ -211,6 +232,8 @@ class AdapterCache:
         """Make the base answer as model `name` (under base.lock)."""
         from peft.utils.hotswap import hotswap_adapter
 
+        if adapter.slot is None:  # a merged model answers as itself
+            return
         if base.active != adapter.slot:
             base.peft.set_adapter(adapter.slot)
             base.active = adapter.slot

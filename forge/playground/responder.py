@@ -1,4 +1,4 @@
-"""Load a trained model (base + PEFT adapter) and answer a playground request with it.
+"""Load a trained model (base + PEFT adapter, or a merged model) and answer a playground request with it.
 
 Used by the Playground deployment; everything here runs in a playground replica,
 never in the API process. It prompts through `forge.modeling.prompts`, as training did.
@@ -13,7 +13,9 @@ from typing import Any
 
 from forge.modeling.generation import generate_texts
 from forge.modeling.loading import ModelKind, load_model, load_tokenizer
+from forge.modeling.merging import is_merged_folder
 from forge.modeling.model_card import ModelCard
+from forge.modeling.placement import CPU, Placement
 from forge.modeling.prompts import causal_prompt, prompt_for
 from forge.modeling.qa_spans import WINDOW_TOKENS, answer_questions
 from forge.schemas import GenerateRequest
@@ -28,18 +30,35 @@ class LoadedModel:
 
 
 def read_model_meta(model_dir: Path) -> ModelCard:
-    """The folder's model card; FileNotFoundError unless the folder holds a safetensors adapter."""
-    if not (model_dir / "adapter_model.safetensors").is_file():
-        # PEFT would fall back to a pickled adapter_model.bin; we only ever write safetensors.
+    """The folder's model card; FileNotFoundError unless the folder holds its weights in safetensors.
+
+    An adapter model holds a PEFT adapter; a merged one (card.merged) full weights.
+    """
+    card = ModelCard.read(model_dir)
+    # PEFT and transformers would fall back to pickled .bin weights; we only ever write safetensors.
+    if card.merged is not None and not is_merged_folder(model_dir):
+        raise FileNotFoundError(f"{model_dir} has no model.safetensors")
+    if card.merged is None and not (model_dir / "adapter_model.safetensors").is_file():
         raise FileNotFoundError(f"{model_dir} has no adapter_model.safetensors")
-    return ModelCard.read(model_dir)
+    return card
+
+
+def load_merged_model(model_dir: Path, card: ModelCard, builtin_dir: Path, *, trust_remote_code: bool = False,
+                      placement: Placement = CPU) -> Any:
+    """A merged model's weights, from its own folder: a full model of the card's kind, no base, no PEFT."""
+    return load_model(card.model_kind, str(model_dir), builtin_dir, trust_remote_code=trust_remote_code,
+                      placement=placement).eval()
 
 
 def load_trained_model(model_dir: Path, builtin_dir: Path, *, trust_remote_code: bool = False) -> LoadedModel:
-    """One trained model on a base of its own (the playground shares bases: adapter_cache)."""
+    """One trained model on a base of its own (the playground shares bases: adapter_cache); a merged one whole."""
     from peft import PeftModel
 
     card = read_model_meta(model_dir)
+    if card.merged is not None:
+        model = load_merged_model(model_dir, card, builtin_dir, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(str(model_dir), builtin_dir, trust_remote_code=trust_remote_code)
+        return LoadedModel(model, tokenizer, card.task, card.model_kind)
     quantization = card.quantization()  # a qlora model's base, quantized as it was trained
     base = load_model(card.model_kind, card.base_model_source, builtin_dir, trust_remote_code=trust_remote_code,
                       quantization=quantization)

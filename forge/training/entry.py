@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from forge import catalog
 from forge.errors import one_line
-from forge.storage import is_uri, publish_folder
+from forge.storage import folder_written_to
 from forge.training.checkpoints import (
     CheckpointStore,
     NoCheckpoints,
@@ -140,17 +140,10 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
 
 def save_model(result: RecipeResult, spec: JobSpec, metrics: dict[str, Any], scratch: Path) -> None:
     """Write adapter, tokenizer and model card to spec.output_dir (a path or a storage URI), atomically."""
-    remote = is_uri(spec.output_dir)
-    # On object storage the folder is written locally first, then copied up whole.
-    final = scratch / "model" if remote else Path(spec.output_dir)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    result.model.save_pretrained(partial)
-    result.tokenizer.save_pretrained(partial)
-    for name, folder in result.extra_dirs.items():
-        shutil.copytree(folder, partial / name)
-    spec.model_card(result.model_kind, metrics).write(partial)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    if remote:
-        publish_folder(final, spec.output_dir)
+    # Written whole or not at all (the manager registers the folder once it exists).
+    with folder_written_to(spec.output_dir, scratch) as partial:
+        result.model.save_pretrained(partial)
+        result.tokenizer.save_pretrained(partial)
+        for name, folder in result.extra_dirs.items():
+            shutil.copytree(folder, partial / name)
+        spec.model_card(result.model_kind, metrics).write(partial)

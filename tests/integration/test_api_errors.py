@@ -238,22 +238,18 @@ def test_a_dataset_for_another_task_is_400_naming_the_formats(service: Service):
 
 
 def test_no_route_serves_files_beyond_a_datasets_rows(service: Service, tmp_path: Path):
-    """GET /api/datasets/{filename} shows a dataset's rows by design (test_datasets_api.py); nothing else
-    serves a dataset's or a model's files, or the registry, under any path."""
+    """GET /api/datasets/{filename} shows a dataset's rows by design (test_datasets_api.py), and
+    GET /api/models/{id}/download a model's folder (test_model_files.py); nothing else serves a
+    dataset's files or the registry, under any path."""
     secret = "SECRET-ROW-" + "7" * 12
     rows = tmp_path / "secret.jsonl"
     rows.write_text("\n".join(json.dumps({"input": f"{secret} {i}", "output": secret}) for i in range(12)) + "\n")
     name = service.upload(rows).json()["filename"]
-    models = service.get("/api/models").json()["models"]
     probes = [f"/{name}", f"/datasets/{name}", f"/api/upload_dataset/{name}", f"/api/datasets/{name}/file",
               "/forge.db", "/api/forge.db", "/static/forge.db", f"/api/datasets?filename={name}",
               "/api/datasets/..%2Fforge.db", "/api/datasets/%2E%2E%2Fforge.db", "/api/datasets/forge.db"]
-    for model in models[:1]:
-        probes += [f"/models/{model['id']}/adapter_model.safetensors",
-                   f"/api/models/{model['id']}/adapter_model.safetensors", f"/api/models/{model['id']}/files"]
     for path in probes:
         response = service.get(path)
         assert secret not in response.text and b"SQLite format" not in response.content, path
-        assert b"safetensors" not in response.content[:8], path
     listing = service.get("/api/datasets")
     assert listing.status_code == 200 and secret not in listing.text

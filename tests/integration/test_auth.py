@@ -47,7 +47,8 @@ def _bearer(token: str) -> dict[str, str]:
 PROTECTED = [
     ("get", "/api/info"), ("get", "/api/datasets"), ("get", "/api/datasets/d.jsonl"),
     ("delete", "/api/datasets/d.jsonl"), ("get", "/api/models"), ("get", "/api/models/1"),
-    ("delete", "/api/models/1"), ("patch", "/api/models/1"), ("get", "/api/training_status"),
+    ("delete", "/api/models/1"), ("patch", "/api/models/1"), ("get", "/api/models/1/download"),
+    ("post", "/api/models/1/merge"), ("get", "/api/training_status"),
     ("post", "/api/start_training"),
     ("post", "/api/stop_training"), ("post", "/api/upload_dataset"), ("post", "/api/playground/generate"),
     ("get", "/api/jobs"), ("get", "/api/jobs/train_0"), ("get", "/api/jobs/train_0/events"),

@@ -1,4 +1,4 @@
-"""The whole service with FORGE_STORAGE=s3://…: upload, train, generate, delete.
+"""The whole service with FORGE_STORAGE=s3://…: upload, train, generate, download, merge, delete.
 
 A second app in the session's cluster (own manager, own FORGE_HOME) keeps its
 datasets, Ray Train checkpoints and models in an S3 bucket. The bucket is served by
@@ -9,6 +9,8 @@ else (pyarrow's S3FileSystem, Ray Train's storage, the Playground's copy) is rea
 
 from __future__ import annotations
 
+import io
+import tarfile
 import time
 from pathlib import Path
 
@@ -100,8 +102,28 @@ def test_upload_train_generate_and_delete_with_storage_in_a_bucket(s3_service):
     assert first.json()["generated_text"] == service.post("/api/playground/generate", json=body).json()[
         "generated_text"]
 
+    # Downloaded straight from the bucket: every file of the model, with the README card in place of PEFT's.
+    with tarfile.open(fileobj=io.BytesIO(service.get(f"/api/models/{model_id}/download").content)) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames()}
+    assert names == {k.split("/", 2)[2] for k in keys} | {"README.md"}
+
+    # Merged in a Ray task that reads and writes the bucket; no staging object stays.
+    merged = service.post(f"/api/models/{model_id}/merge", timeout=600)
+    assert merged.status_code == 200, merged.text
+    merged_id = merged.json()["model"]["id"]
+    merged_keys = _keys(location, f"models/{merged_id}")
+    assert f"models/{merged_id}/model.safetensors" in merged_keys
+    assert not [k for k in _keys(location, "models") if ".merge-" in k]
+    merged_body = {**body, "model_id": merged_id}
+    answer = first.json()["generated_text"]
+    assert service.post("/api/playground/generate", json=merged_body).json()["generated_text"] == answer
+
     deleted = service.delete(f"/api/models/{model_id}")
     assert deleted.status_code == 200, deleted.text
     assert _keys(location, f"models/{model_id}") == []
     assert_error_shape(service.get(f"/api/models/{model_id}"), 404)
     assert_error_shape(service.post("/api/playground/generate", json=body), 404)
+    # The merged model is self-contained: its adapter model's deletion leaves its files and its answers as they were
+    # (tests/unit/test_model_store.py loads one from its folder after such a deletion).
+    assert _keys(location, f"models/{merged_id}") == merged_keys
+    assert service.post("/api/playground/generate", json=merged_body).json()["generated_text"] == answer

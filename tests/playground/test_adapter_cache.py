@@ -28,33 +28,19 @@ def ask(key: str) -> GenerateRequest:
     return GenerateRequest(model_id=int(key), prompt="What is 3 plus 4?", max_new_tokens=12, temperature=0, top_p=1.0)
 
 
-def _adapter(folder: Path, base_dir: Path, base_source: str, seed: int, targets: list[str], **lora: object) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
-                           LoraConfig(**{"r": 4, "target_modules": targets, "init_lora_weights": False, **lora}))
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
-    ModelCard(job_id=f"train_{seed}", task="text-generation", model_kind="causal-lm", base_model=base_source,
-              base_model_source=base_source, request={}, options={}, metrics={}, versions={}).write(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, builtin_dir: Path) -> dict[str, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory, builtin_dir: Path, make_adapter) -> dict[str, Path]:
     """Models of forge/tiny-llama: 1-4 in two layouts (LoRA targets), 6 in 1's layout with another
     lora_alpha, 7 with a fully trained lm_head (no hot-swap); 5 of a second base folder."""
     root = tmp_path_factory.mktemp("models")
     tiny = ensure_builtin("forge/tiny-llama", builtin_dir)
     other_base = shutil.copytree(tiny, root / "other-base")
-    folders = {str(i): _adapter(root / str(i), tiny, "forge/tiny-llama", i,
+    folders = {str(i): make_adapter(root / str(i), tiny, "forge/tiny-llama", i,
                                 ["q_proj", "v_proj"] if i % 2 else ["q_proj", "k_proj", "o_proj"]) for i in range(1, 5)}
-    folders["5"] = _adapter(root / "5", other_base, str(other_base), 5, ["q_proj", "v_proj"])
-    folders["6"] = _adapter(root / "6", tiny, "forge/tiny-llama", 6, ["q_proj", "v_proj"], lora_alpha=32)
-    folders["7"] = _adapter(root / "7", tiny, "forge/tiny-llama", 7, ["q_proj", "v_proj"], modules_to_save=["lm_head"])
+    folders["5"] = make_adapter(root / "5", other_base, str(other_base), 5, ["q_proj", "v_proj"])
+    folders["6"] = make_adapter(root / "6", tiny, "forge/tiny-llama", 6, ["q_proj", "v_proj"], lora_alpha=32)
+    folders["7"] = make_adapter(root / "7", tiny, "forge/tiny-llama", 7, ["q_proj", "v_proj"],
+                                modules_to_save=["lm_head"])
     return folders
 
 
@@ -142,3 +128,26 @@ def test_a_qlora_model_is_served_on_a_4bit_base_as_it_was_trained(models, alone,
     assert cache.loaded() == {"forge/tiny-llama": ["1"], "forge/tiny-llama (4-bit)": ["8"]}
     # The same adapter on the full-precision base answers otherwise: the quantization is what it was trained with.
     assert expected != alone["1"]
+
+
+def test_a_merged_model_is_served_whole_beside_the_adapters_of_its_base(models, alone, builtin_dir: Path,
+                                                                         tmp_path: Path):
+    from forge.modeling.merging import MergeSpec, merge_adapter
+
+    merged = tmp_path / "merged-1"
+    merge_adapter(MergeSpec(adapter_location=str(models["1"]), output_location=str(merged), adapter_model_id=1,
+                            adapter_model_name="one", builtin_dir=str(builtin_dir)))
+    assert not (merged / "adapter_config.json").exists()
+
+    cache = AdapterCache(builtin_dir, max_adapters=2, max_bases=2)
+    for key, folder in [("9", merged), ("3", models["3"]), ("9", merged)]:
+        assert cache.respond(key, ask(key), lambda folder=folder: folder)["generated_text"] == alone[
+            "1" if key == "9" else key], key
+    # Its own weights, no PEFT: not one more adapter on the shared tiny-llama base.
+    assert cache.loaded() == {"forge/tiny-llama": ["3"], "model 9 (merged)": ["9"]}
+    assert cache._bases[("causal-lm", "model 9 (merged)", "")].peft is None
+    # Evicted like any model (least recently used first), and loaded again when asked.
+    for key in ("1", "3"):
+        cache.respond(key, ask(key), lambda key=key: models[key])
+    assert cache.loaded() == {"forge/tiny-llama": ["1", "3"]}
+    assert cache.respond("9", ask("9"), lambda: merged)["generated_text"] == alone["1"]

@@ -360,3 +360,30 @@ def test_a_batch_commits_together_or_not_at_all(registry):
             raise RuntimeError("the manager failed midway")
     assert registry.get_job("job-1").current_step == 1
     assert registry.metrics("job-1") == [{"step": 1, "loss": 2.0}]
+
+
+def test_models_registered_before_merging_existed_are_adapters(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE models (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, base_model TEXT NOT NULL,
+            task TEXT NOT NULL, provider TEXT NOT NULL, strategy TEXT NOT NULL, training_params TEXT NOT NULL,
+            metrics TEXT NOT NULL, path TEXT NOT NULL, size_bytes INTEGER NOT NULL, created_at TEXT NOT NULL,
+            job_id TEXT);
+        INSERT INTO models (name, base_model, task, provider, strategy, training_params, metrics, path, size_bytes,
+                            created_at)
+            VALUES ('old-model', 'forge/tiny-llama', 'text-generation', 'huggingface', 'sft', '{}', '{}', '/m/1', 1,
+                    '2026-01-01T00:00:00.000000Z');
+    """)
+    old.close()
+    reg = Registry(path)
+    try:
+        assert reg.get_model(1).kind == "adapter" and reg.get_model(1).description is None
+        merged = reg.add_model(place_files=_placer(tmp_path), size_bytes=_dir_size, kind="merged",
+                               description="from 1", **{**MODEL_FIELDS, "name": "merged"})
+        assert (reg.get_model(merged.id).kind, reg.get_model(merged.id).description) == ("merged", "from 1")
+        assert [m.kind for m in reg.list_models()] == ["adapter", "merged"]
+    finally:
+        reg.close()

@@ -14,13 +14,7 @@ from forge.settings import Settings
 from forge.storage import Storage, local_file, publish_folder
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path: Path) -> Storage:
-    location = str(tmp_path / "shared") if request.param == "local" else (
-        request.getfixturevalue("s3_location")(f"unit-{tmp_path.name}"))
-    storage = Storage(Settings.from_env({"FORGE_HOME": str(tmp_path / "home"), "FORGE_STORAGE": location}))
-    storage.ensure_dirs()
-    return storage
+# `storage`: tests/unit/conftest.py, once on a local path and once on S3.
 
 
 def _folder(root: Path) -> Path:
