@@ -86,3 +86,15 @@ def test_summarization_takes_the_last_user_message_as_its_text(builtin_dir: Path
     assert job_prompt(t5, job) == "summarize: " + article
     whole = generate_texts(t5.model, t5.tokenizer, [job_prompt(t5, job)], max_new_tokens=12, seq2seq=True)[0]
     assert "".join(streamed(t5, job)[0]) == whole.text
+
+
+def test_extractive_qa_reads_the_passage_from_the_system_message_and_the_question_from_the_user(builtin_dir: Path):
+    bert = load_base_model("forge/tiny-bert", builtin_dir, "extractive-question-answering", "question-answering")
+    passage = "The bridge over the river was built in 1901 by the town council."
+    job = CompletionJob(messages=[{"role": "system", "content": passage},
+                                  {"role": "user", "content": "When was the bridge built?"}])
+    playground = respond(bert, GenerateRequest(model_id=1, context=passage, question="When was the bridge built?"))
+    pieces, end = streamed(bert, job)
+    assert "".join(pieces) == playground["generated_text"] and playground["generated_text"] in passage
+    assert len(pieces) <= 1 and end.finish_reason == "stop"
+    assert end.completion_tokens == playground["tokens_generated"]
