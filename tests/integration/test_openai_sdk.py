@@ -99,6 +99,16 @@ def test_the_stream_ends_with_done_over_plain_http(service: Service, model_name:
     assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
 
 
+def test_a_client_that_leaves_mid_stream_leaves_the_model_answering(
+        service: Service, client: openai.OpenAI, model_name: str, playground_text: str):
+    body = {"model": model_name, "prompt": PROMPT, "stream": True, "max_tokens": 1024, "temperature": 1}
+    with requests.post(f"{service.url}/v1/completions", json=body, stream=True, timeout=120) as response:
+        assert response.status_code == 200
+        assert next(response.iter_lines()).startswith(b"data: ")
+    # The replica's generation was cancelled, not left holding the model: the next answer is as before.
+    assert chat(client, model_name).choices[0].message.content == playground_text
+
+
 def test_text_completions_whole_and_streamed(client: openai.OpenAI, model_name: str, playground_text: str):
     whole = client.completions.create(model=model_name, prompt=PROMPT, temperature=0, max_tokens=MAX_TOKENS)
     assert whole.choices[0].text == playground_text
