@@ -121,6 +121,7 @@ def stream_text(
     halt = halt or threading.Event()
     inputs = _inputs(model, tokenizer, prompt, max_new_tokens, seq2seq)
 
+    # Defined here: their bases come from transformers, which this module imports only when it generates.
     class Counting(TextIteratorStreamer):
         generated = 0
         last: Optional[int] = None
