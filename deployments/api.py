@@ -1,4 +1,4 @@
-"""ApiIngress: the REST contract and the training WebSocket, as a Serve deployment.
+"""ApiIngress: the REST contract, the training WebSocket and /v1 (deployments/openai_api.py), as a Serve deployment.
 
 Routes are thin: parse, call the TrainingManager or the Playground, shape the
 response. The ingress holds no state of its own. No torch here.
@@ -18,6 +18,8 @@ from ray.serve.handle import DeploymentHandle
 from deployments.auth import ApiKeyMiddleware
 from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
+from deployments.openai_api import OpenAIRoutes
+from deployments.openai_api import router as openai_router
 from deployments.pickling import keep_fastapi_unset_across_pickling
 from deployments.training_feed import serve_feed
 from forge import catalog, dataset_files, datasets
@@ -79,6 +81,7 @@ keep_fastapi_unset_across_pickling()  # before @serve.ingress below freezes the 
 app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS)
 install_error_handlers(app)
 app.add_middleware(ApiKeyMiddleware)
+app.include_router(openai_router)  # /v1: the OpenAI-compatible routes, methods of ApiIngress by inheritance
 
 
 def _mb(size_bytes: int) -> float:
@@ -95,7 +98,7 @@ def _model_summary(record: dict[str, Any]) -> dict[str, Any]:
 # only await other actors: Serve's default of 5 would let five subscribers starve every client.
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress(app)
-class ApiIngress:
+class ApiIngress(OpenAIRoutes):
     def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:
         self.playground = playground
         self.settings = settings

@@ -1,7 +1,7 @@
 """Bearer-token authentication for every route but /api/health, REST and WebSocket alike.
 
 With FORGE_API_KEY set, a request without `Authorization: Bearer <key>` gets a 401
-in the contract's error shape (a WebSocket is refused before it is accepted).
+in the contract's error shape (under /v1 in OpenAI's, which its SDKs read) (a WebSocket is refused before it is accepted).
 The comparison is constant-time, and the key is never logged or echoed.
 
 Serve pickles the FastAPI app when the ingress class is decorated, so the app
@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from pydantic import SecretStr
 
+from deployments.openai_errors import app_path, is_openai_path, openai_error_body
 from forge.schemas import error_body
 
 OPEN_PATHS = frozenset({"/api/health"})
@@ -52,28 +53,23 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _key
-        if key is None or scope["type"] not in ("http", "websocket") or _path(scope) in OPEN_PATHS:
+        if key is None or scope["type"] not in ("http", "websocket") or app_path(scope) in OPEN_PATHS:
             return await self.app(scope, receive, send)
         if authorized(scope.get("headers", []), key):
             return await self.app(scope, receive, send)
         if scope["type"] == "http":
-            return await _send_401(send, "http.response")
+            return await _send_401(send, "http.response", scope)
         if "websocket.http.response" in scope.get("extensions", {}):
-            return await _send_401(send, "websocket.http.response")
+            return await _send_401(send, "websocket.http.response", scope)
         # The server cannot send a response to the handshake: refusing it is all we can do.
         await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong bearer token"})
 
 
-def _path(scope: Scope) -> str:
-    path = scope.get("path", "")
-    root = scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
-
-
-async def _send_401(send: Send, prefix: str) -> None:
-    body = json.dumps(error_body(
-        401, "Unauthorized", "this service needs an API key: send 'Authorization: Bearer <FORGE_API_KEY>'"
-    )).encode()
+async def _send_401(send: Send, prefix: str, scope: Scope) -> None:
+    message = "this service needs an API key: send 'Authorization: Bearer <FORGE_API_KEY>'"
+    # Under /v1 in OpenAI's shape, so its SDKs raise AuthenticationError with the message.
+    shaped = openai_error_body(401, message) if is_openai_path(scope) else error_body(401, "Unauthorized", message)
+    body = json.dumps(shaped).encode()
     await send({"type": f"{prefix}.start", "status": 401, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"www-authenticate", b"Bearer"),

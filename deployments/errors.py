@@ -1,4 +1,7 @@
-"""Turn every failure into the contract's error shape: {"error", "detail", "status_code"}."""
+"""Turn every failure into the contract's error shape: {"error", "detail", "status_code"}.
+
+Under /v1 the same failures answer in OpenAI's shape instead (deployments/openai_errors.py).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from deployments.openai_errors import is_openai_path, openai_error_response
 from forge.errors import ForgeError, ServiceUnavailable
 from forge.schemas import error_body
 
@@ -25,7 +29,10 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def forge_response(error: ForgeError) -> JSONResponse:
+def forge_response(error: ForgeError, request: Request | None = None) -> JSONResponse:
+    if request is not None and is_openai_path(request.scope):
+        return openai_error_response(error.status_code, error.detail, param=error.extra.get("param"),
+                                     code=error.extra.get("code"))
     return JSONResponse(status_code=error.status_code, content=error.to_body())
 
 
@@ -52,6 +59,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail, items = _validation_detail(list(exc.errors()))
+        if is_openai_path(request.scope):
+            param = items[0]["field"] if items and items[0]["field"] != "body" else None
+            return openai_error_response(400, detail.replace("Value error, ", ""), param=param)
         return JSONResponse(status_code=400, content={**error_body(400, "Validation error", detail), "errors": items})
 
     @app.exception_handler(StarletteHTTPException)
@@ -67,6 +77,8 @@ def install_error_handlers(app: FastAPI) -> None:
             allowed = _allowed_methods(request)
             headers["Allow"] = ", ".join(allowed)
             detail = f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
+        if is_openai_path(request.scope):
+            return openai_error_response(exc.status_code, detail, headers=headers or None)
         return JSONResponse(
             status_code=exc.status_code,
             content=error_body(exc.status_code, titles.get(exc.status_code, "HTTP error"), detail),
@@ -86,9 +98,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_any_error(request: Request, exc: Exception) -> JSONResponse:
         cause = unwrap(exc)
         if isinstance(cause, ForgeError):
-            return forge_response(cause)
+            return forge_response(cause, request)
         if isinstance(cause, RayActorError):
-            return forge_response(ServiceUnavailable("the training manager is restarting; retry in a few seconds"))
+            return forge_response(ServiceUnavailable("the training manager is restarting; retry in a few seconds"),
+                                  request)
         log.error("unhandled error on %s %s: %r", request.method, request.url.path, cause)
+        if is_openai_path(request.scope):
+            return openai_error_response(500, "unexpected error; see server logs")
         body = error_body(500, "Internal server error", "unexpected error; see server logs")
         return JSONResponse(status_code=500, content=body)

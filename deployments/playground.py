@@ -13,11 +13,13 @@ import asyncio
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Optional
 
 import ray
 from ray import serve
 
+from forge.openai_schemas import CompletionEnd, CompletionJob
 from forge.schemas import GenerateRequest
 from forge.settings import Settings
 from forge.storage import Storage
@@ -82,6 +84,35 @@ class Playground:
     async def generate(self, request: GenerateRequest) -> dict[str, Any]:
         model_id = await self.get_model(serve.get_multiplexed_model_id())
         return await asyncio.to_thread(self.models.respond, model_id, request, lambda: self._model_dir(model_id))
+
+    async def complete(self, job: CompletionJob) -> AsyncIterator[dict[str, Any]]:
+        """A completion as it is generated: {"text": piece} items, then its CompletionEnd (as a dict).
+
+        Called through a streaming handle (`handle.options(stream=True)`); when the caller stops
+        reading (the client went away), the generation ends at the next token.
+        """
+        from forge.playground.completions import complete
+
+        model_id = await self.get_model(serve.get_multiplexed_model_id())
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[Optional[dict[str, Any]]] = asyncio.Queue()
+        halt = threading.Event()
+
+        def emit(text: str) -> None:  # called from the generating thread
+            loop.call_soon_threadsafe(pieces.put_nowait, {"text": text})
+
+        generating = asyncio.ensure_future(asyncio.to_thread(
+            self.models.answer, model_id, lambda: self._model_dir(model_id),
+            lambda loaded: complete(loaded, job, emit, halt)))
+        # Scheduled after every emit of the thread, so it arrives after the last piece.
+        generating.add_done_callback(lambda _: pieces.put_nowait(None))
+        try:
+            while (item := await pieces.get()) is not None:
+                yield item
+            end: CompletionEnd = await generating
+            yield end.model_dump()
+        finally:
+            halt.set()
 
     async def loaded_models(self) -> dict[str, list[str]]:
         """Base source -> ids of the trained models this replica holds on it."""

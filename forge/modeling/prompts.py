@@ -37,6 +37,20 @@ def causal_prompt(task: str, text: str, tokenizer: Any) -> str:
     return prompt_for(task, text)
 
 
+def chat_prompt(task: str, messages: list[dict[str, str]], tokenizer: Any) -> str:
+    """A conversation as a decoder-only text-generation model's prompt, ready for the assistant's reply.
+
+    The tokenizer's chat template when it has one, else our markers (as SFT trained on chat rows).
+    A single user message gives exactly `causal_prompt`'s prompt for its text.
+    """
+    stripped = [{"role": m["role"], "content": m["content"].strip()} for m in messages]
+    if task == "text-generation" and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(stripped, tokenize=False, add_generation_prompt=True)
+    if task != "text-generation":
+        raise ValueError(f"a {task} model takes one text, not a conversation")
+    return render_chat(stripped)
+
+
 def render_chat(messages: list[dict[str, str]]) -> str:
     """Messages as one prompt, for tokenizers without a chat template; ends ready for the reply."""
     parts = []

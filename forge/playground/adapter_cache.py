@@ -33,7 +33,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from forge.modeling.model_card import ModelCard
 from forge.modeling.placement import CPU, Placement
@@ -44,6 +44,7 @@ from forge.schemas import GenerateRequest
 # A base model as loaded: (model kind, base source, its quantization as JSON, or "" for full precision).
 BaseKey = tuple[str, str, str]
 
+T = TypeVar("T")
 MAX_ADAPTERS = 4
 MAX_BASES = 2
 # A request whose adapter is evicted between its load and its turn loads it again; give up after this.
@@ -129,6 +130,10 @@ class AdapterCache:
         self._get(key, model_dir)
 
     def respond(self, key: str, request: GenerateRequest, model_dir: Callable[[], Path]) -> dict[str, Any]:
+        return self.answer(key, model_dir, lambda loaded: respond(loaded, request))
+
+    def answer(self, key: str, model_dir: Callable[[], Path], work: Callable[[LoadedModel], T]) -> T:
+        """Run `work` with the model `key` active on its base (holding the base's lock throughout)."""
         for _ in range(_LOAD_ATTEMPTS):
             base, name = self._get(key, model_dir)
             with base.lock:
@@ -137,7 +142,7 @@ class AdapterCache:
                     continue
                 self._activate(base, name, adapter)
                 model = base.model if adapter.slot is None else base.peft
-                return respond(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind), request)
+                return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind))
         raise RuntimeError(f"model {key} was evicted {_LOAD_ATTEMPTS} times before it could answer")
 
     # ------------------------------------------------------------------ internals

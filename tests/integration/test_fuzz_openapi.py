@@ -5,7 +5,7 @@ serves, checked equal below), generates valid and
 invalid requests for each operation (a bounded number per operation, so CI can
 run it) and checks each response: never a 5xx, a status code the schema
 documents, and a body that matches the documented schema (the error shape
-included).
+included: the contract's under /api, OpenAI's under /v1, as each route documents it).
 
 The fuzzer deletes, renames and stops whatever ids it makes up, so it runs against a
 second app in the session's cluster with a registry of its own (FORGE_HOME), never
