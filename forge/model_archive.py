@@ -72,8 +72,10 @@ def tar_gz_chunks(members: Iterable[ArchiveMember], chunk_bytes: int = CHUNK_BYT
     for piece in _raw_tar(members, chunk_bytes):
         pending += compressor.compress(piece)
         while len(pending) >= chunk_bytes:
-            yield bytes(pending[:chunk_bytes])
+            with memoryview(pending) as view:  # one copy of the chunk, not a slice and then its copy
+                chunk = bytes(view[:chunk_bytes])
             del pending[:chunk_bytes]
+            yield chunk
     pending += compressor.flush()
     for start in range(0, len(pending), chunk_bytes):
         yield bytes(pending[start:start + chunk_bytes])
