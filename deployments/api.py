@@ -6,24 +6,27 @@ response. The ingress holds no state of its own. No torch here.
 
 
 import asyncio
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Optional
 
 from annotated_types import Interval
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile, WebSocket
 from fastapi.responses import StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.auth import ApiKeyMiddleware
+from deployments.dataset_uploads import DatasetUploads
 from deployments.auth import configure as configure_api_key
 from deployments.errors import install_error_handlers, unwrap
 from deployments.openai_api import OpenAIRoutes
 from deployments.openai_api import router as openai_router
+from deployments.openai_fine_tuning_api import OpenAIFineTuningRoutes
+from deployments.openai_fine_tuning_api import router as openai_fine_tuning_router
 from deployments.pickling import keep_fastapi_unset_across_pickling
+from deployments.query_check import refuse_unknown_query
 from deployments.training_feed import serve_feed
-from forge import catalog, dataset_files, datasets
-from forge.errors import BadRequest, NotFound, PayloadTooLarge
+from forge import catalog
+from forge.errors import BadRequest, NotFound
 from forge.job_schemas import (
     CheckpointList,
     JobDetail,
@@ -68,7 +71,6 @@ from forge.settings import Settings
 from forge.storage import Storage
 from forge.unsloth_env import ProviderStatus
 
-_UPLOAD_CHUNK = 1024 * 1024
 # A model id's bounds on the type itself: every route taking one shares them.
 ModelId = Annotated[int, Interval(ge=1, le=MAX_ID)]
 # Paging a job's events and metrics: a long job has tens of thousands of logged steps.
@@ -78,10 +80,11 @@ _HistoryLimit = Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE, description="Ent
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)}
 
 keep_fastapi_unset_across_pickling()  # before @serve.ingress below freezes the app
-app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS)
+app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS, dependencies=[Depends(refuse_unknown_query)])
 install_error_handlers(app)
 app.add_middleware(ApiKeyMiddleware)
 app.include_router(openai_router)  # /v1: the OpenAI-compatible routes, methods of ApiIngress by inheritance
+app.include_router(openai_fine_tuning_router)  # /v1/files, /v1/fine_tuning
 
 
 def _mb(size_bytes: int) -> float:
@@ -98,7 +101,7 @@ def _model_summary(record: dict[str, Any]) -> dict[str, Any]:
 # only await other actors: Serve's default of 5 would let five subscribers starve every client.
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress(app)
-class ApiIngress(OpenAIRoutes):
+class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes):
     def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:
         self.playground = playground
         self.settings = settings
@@ -107,6 +110,7 @@ class ApiIngress(OpenAIRoutes):
         self.storage.ensure_dirs()
         # A redeploy with changed settings replaces an idle manager; with jobs running it fails, saying why.
         self.manager = manager_with(settings)
+        self.uploads = DatasetUploads(settings, self.storage, self.manager)
         # Start the (slow) unsloth environment probe now, so /api/info answers quickly later.
         self.manager.unsloth_status.remote()
         # Jobs a previous life of the service queued start as soon as slots allow.
@@ -146,50 +150,8 @@ class ApiIngress(OpenAIRoutes):
         were normalised and under which name a clashing upload was stored. More uploaded
         bytes than FORGE_MAX_UPLOAD_MB is a 413; a refused upload leaves nothing stored.
         """
-        limit = int(self.settings.max_upload_mb * 1024 * 1024)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-            raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={self.settings.max_upload_mb:g}")
-        filename, file_type, stored_name = dataset_files.upload_names(file.filename)
-        if format is not None and format not in datasets.FORMATS:
-            raise BadRequest(f"unknown dataset format {format!r}; known: {', '.join(datasets.FORMATS)}")
-        # The upload is validated from a local file: on a local or mounted storage that file
-        # is already in datasets/ (hidden), so registering it is a rename; on an object store
-        # it is copied up once valid. A CSV, Parquet or JSON upload arrives in scratch/ and is
-        # converted into that file.
-        staged = self.storage.upload_staging_path()
-        local = FilePath(staged) if self.storage.is_local else self.storage.scratch_dir / staged.rsplit("/", 1)[-1]
-        received = self.storage.scratch_dir / f"{local.name}{file_type.suffix}" if file_type.converted else local
-        try:
-            await self._copy_upload(file, received, limit)
-            report = await asyncio.to_thread(dataset_files.stage_upload, received, file_type, local, format)
-            if not report.valid:
-                raise BadRequest(
-                    f"{filename} is not a valid dataset: {report.total_errors} error(s)",
-                    extra={"validation": report.model_dump()},
-                )
-            if not self.storage.is_local:
-                await asyncio.to_thread(self.storage.put, local, staged)
-            record = await self.manager.register_dataset.remote(staged, stored_name, report.model_dump())
-        finally:
-            received.unlink(missing_ok=True)
-            local.unlink(missing_ok=True)
-            if not self.storage.is_local:
-                await asyncio.to_thread(self.storage.remove_tree, staged)
-        return UploadResponse(
-            filename=record["filename"], num_examples=report.num_examples, validation=report,
-            message=dataset_files.upload_message(filename, file_type, stored_name, record["filename"], report),
-        )
-
-    @staticmethod
-    async def _copy_upload(file: UploadFile, target: FilePath, limit: int) -> None:
-        written = 0
-        with target.open("wb") as out:
-            while chunk := await file.read(_UPLOAD_CHUNK):
-                written += len(chunk)
-                if written > limit:
-                    raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={limit / 1024 / 1024:g}")
-                out.write(chunk)
+        self.uploads.refuse_oversized(request.headers.get("content-length"))
+        return await self.uploads.store(file, format)
 
     @app.get("/api/datasets", response_model=DatasetList)
     async def list_datasets(self) -> DatasetList:

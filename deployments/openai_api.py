@@ -21,6 +21,7 @@ from fastapi.responses import StreamingResponse
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from deployments.errors import unwrap
+from deployments.openai_errors import OPENAI_ERROR_RESPONSES, OPENAI_PREFIX
 from forge.builtin import BUILTIN_MODELS
 from forge.errors import BadRequest, ForgeError, NotFound
 from forge.openai_replies import CompletionReply
@@ -33,11 +34,9 @@ from forge.openai_schemas import (
     CompletionRequest,
     ModelObject,
     ModelObjectList,
-    OpenAIErrorResponse,
 )
 
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"],
-                   responses={code: {"model": OpenAIErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)})
+router = APIRouter(prefix=OPENAI_PREFIX, tags=["OpenAI-compatible"], responses=OPENAI_ERROR_RESPONSES)
 _STREAMED = {200: {"description": "The completion; with `stream: true`, server-sent events of its chunks, "
                                   "ending with `data: [DONE]`.",
                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}

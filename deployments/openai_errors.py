@@ -19,6 +19,9 @@ OPENAI_PREFIX = "/v1"
 # OpenAI's own `type` per status; anything else of 4xx is an invalid request, of 5xx a server error.
 _TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "rate_limit_error"}
 _CODES = {401: "invalid_api_key", 404: "not_found"}
+# What /v1 routes document for their error statuses (OpenAPI).
+OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": OpenAIErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)}
 
 
 def app_path(scope: dict[str, Any]) -> str:

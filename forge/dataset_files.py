@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from forge.datasets import STORED_SUFFIX, Record, jsonl_records, sanitize_filename, validate_records
+from forge.dataset_names import sanitize_filename
+from forge.datasets import STORED_SUFFIX, Record, jsonl_records, validate_records
 from forge.errors import BadRequest
 from forge.schemas import ValidationReport
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from forge.datasets import missing_dataset, sanitize_filename, versioned_name
+from forge.dataset_names import missing_dataset, sanitize_filename, versioned_name
 from forge.errors import Conflict, NotFound
 from forge.registry import DatasetRecord, Registry
 from forge.schemas import ValidationReport, utc_iso

@@ -1,4 +1,4 @@
-"""Dataset rules: row formats, validation, normalisation, and the filenames uploads may use.
+"""Dataset rules: row formats, validation and normalisation (the names they are stored under: dataset_names).
 
 Pure Python on purpose: the ingress validates uploads before anything heavy
 (torch, transformers, datasets) is loaded, and the same report is shown to the
@@ -14,11 +14,8 @@ Uploads of other file types (CSV, Parquet, a JSON array) are turned into rows by
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 import pathlib
-import re
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from forge.errors import BadRequest
@@ -43,13 +40,14 @@ _SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 _SHAREGPT_ALIAS = {"conversations": "messages", "from human/gpt/system": "role user/assistant/system",
                    "value": "content"}
 _SQUAD_ALIAS = {"answers": "answer, answer_start"}
+# OpenAI's DPO rows: {"input": {"messages": [user]}, "preferred_output": [assistant], "non_preferred_output": [...]}.
+_OPENAI_PREFERENCE_FIELDS = ("input", "preferred_output", "non_preferred_output")
+_OPENAI_PREFERENCE_ALIAS = {"input.messages": "prompt", "preferred_output": "chosen",
+                            "non_preferred_output": "rejected"}
 
 _BOM = b"\xef\xbb\xbf"
 # What is stored (every upload becomes JSONL), and what an upload may be called by default.
 STORED_SUFFIX = ".jsonl"
-_MAX_FILENAME = 200
-_ALLOWED_NAME = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _InvalidRow(ValueError):
@@ -163,10 +161,36 @@ def _plain_text(row: dict[str, Any]) -> _Normalized:
 
 
 def _preference(row: dict[str, Any]) -> _Normalized:
-    prompt, chosen, rejected = _strings(row, ("prompt", "chosen", "rejected"))
+    if "prompt" not in row and "preferred_output" in row:
+        (prompt, chosen, rejected), aliases = _openai_preference(row), dict(_OPENAI_PREFERENCE_ALIAS)
+    else:
+        (prompt, chosen, rejected), aliases = _strings(row, ("prompt", "chosen", "rejected")), {}
     if chosen.strip() == rejected.strip():
         raise _InvalidRow("chosen and rejected are identical")
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}, {}
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}, aliases
+
+
+def _openai_preference(row: dict[str, Any]) -> list[str]:
+    """(prompt, chosen, rejected) of an OpenAI DPO row: one user message, one assistant answer on each side.
+
+    A preference row here holds a single prompt string, so a conversation (several turns, or a
+    system message) is refused rather than flattened in a way training would not match.
+    """
+    _require(row, _OPENAI_PREFERENCE_FIELDS)
+    given = row["input"]
+    if not isinstance(given, dict):
+        raise _InvalidRow(f"field 'input' must be an object, got {_type_name(given)}")
+    messages = _turns({"input.messages": given.get("messages")}, "input.messages", ("role", "content"), _CHAT_ROLES)
+    if [m["role"] for m in messages] != ["user"]:
+        raise _InvalidRow("field 'input.messages' must hold one user message (conversations and system "
+                          "messages are not supported in preference rows)")
+    answers = []
+    for field in _OPENAI_PREFERENCE_FIELDS[1:]:
+        turns = _turns(row, field, ("role", "content"), _CHAT_ROLES)
+        if len(turns) != 1 or turns[0]["role"] != "assistant":
+            raise _InvalidRow(f"field '{field}' must hold one assistant message")
+        answers.append(turns[0]["content"])
+    return [messages[0]["content"], *answers]
 
 
 def _qa(row: dict[str, Any]) -> _Normalized:
@@ -234,6 +258,8 @@ def detect_format(row: dict[str, Any]) -> tuple[str, dict[str, str]]:
         return "qa", dict(_SQUAD_ALIAS) if "answer" not in row and "answers" in row else {}
     if all(field in row for field in ("prompt", "chosen", "rejected")):
         return "preference", {}
+    if all(field in row for field in _OPENAI_PREFERENCE_FIELDS):
+        return "preference", dict(_OPENAI_PREFERENCE_ALIAS)
     if "messages" in row:
         return "chat", {}
     if "conversations" in row:
@@ -332,63 +358,3 @@ def read_examples(path: pathlib.Path, format: str) -> Iterator[dict[str, Any]]:
             yield _normalize(format, row)[0]
         except _InvalidRow as exc:
             raise ValueError(f"line {number}: {exc}") from None
-
-
-# --------------------------------------------------------------- filenames
-
-
-def sanitize_filename(name: str | None, suffixes: tuple[str, ...] = (STORED_SUFFIX,)) -> str:
-    """Return an uploaded filename unchanged if it is safe to store and has one of `suffixes`, else BadRequest."""
-    if not name:
-        raise BadRequest("filename is required")
-    # Checked before anything that echoes the name, so no control bytes reach a message or log.
-    if _CONTROL.search(name):
-        raise BadRequest("filename must not contain control characters")
-    if "/" in name or "\\" in name:
-        raise BadRequest("filename must not contain path separators ('/' or '\\')")
-    if ".." in name:
-        raise BadRequest("filename must not contain '..'")
-    if name.startswith("."):
-        raise BadRequest("filename must not start with '.'")
-    if len(name) > _MAX_FILENAME:
-        raise BadRequest(f"filename is {len(name)} characters long; the limit is {_MAX_FILENAME}")
-    if not name.endswith(suffixes):
-        raise BadRequest(f"filename must end with {' or '.join(repr(suffix) for suffix in suffixes)}")
-    if not _ALLOWED_NAME.fullmatch(name):
-        bad = sorted({ch for ch in name if not _ALLOWED_NAME.fullmatch(ch)})
-        raise BadRequest(
-            "filename may contain only letters A-Z and a-z, digits, '-', '_' and '.'; "
-            f"not allowed: {', '.join(repr(ch) for ch in bad)}"
-        )
-    return name
-
-
-def versioned_name(filename: str, taken: Callable[[str], bool]) -> str:
-    """`filename` if free, else the first free `stem-2.jsonl`, `stem-3.jsonl`, ...
-
-    Uploading a name twice keeps both files: the second gets a new name.
-    """
-    if not taken(filename):
-        return filename
-    stem, suffix = os.path.splitext(filename)
-    version = 2
-    while taken(candidate := f"{stem}-{version}{suffix}"):
-        version += 1
-    return candidate
-
-
-def closest_name(name: str, names: Iterable[str]) -> Optional[str]:
-    """The existing name a user most likely meant by `name` (a typo, or its name before conversion), else None."""
-    names = list(names)
-    # An upload of data.csv is stored as data.jsonl: the stored name is the answer, however far it is.
-    stored = os.path.splitext(name)[0] + STORED_SUFFIX
-    if stored != name and stored in names:
-        return stored
-    matches = difflib.get_close_matches(name, names, n=1)
-    return matches[0] if matches else None
-
-
-def missing_dataset(name: str, names: Iterable[str]) -> str:
-    """The message for a dataset `name` that is not among the uploaded `names`, suggesting the closest."""
-    closest = closest_name(name, names)
-    return f"dataset {name!r} does not exist" + (f"; did you mean {closest!r}?" if closest else "")

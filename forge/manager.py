@@ -297,6 +297,12 @@ class TrainingManager:
         return JobMetricsPage(job_id=job_id, metrics=metrics[:limit],
                               next_offset=offset + limit if len(metrics) > limit else None).model_dump()
 
+    async def trained_tokens(self, job_id: str) -> Optional[int]:
+        """Tokens the job has trained on so far (the trainer's running count), None before its first step."""
+        self._job(job_id)
+        tokens = self.registry.last_metric(job_id, "num_tokens")
+        return int(tokens) if tokens is not None else None
+
     async def job_checkpoints(self, job_id: str) -> dict[str, Any]:
         self._job(job_id)
         kept = await asyncio.to_thread(list_job_checkpoints, self.storage, job_id)

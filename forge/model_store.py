@@ -21,9 +21,11 @@ from forge.storage import Storage
 from forge.training.spec import training_params
 
 
-def model_name(base_model: str, strategy: str, job_id: str) -> str:
-    """The name a job's model is registered under (users may rename it)."""
-    return f"{base_model.rstrip('/').split('/')[-1]}-{strategy}-{job_id.removeprefix('train_')}"
+def model_name(request: TrainingRequest, job_id: str) -> str:
+    """The name a job's model is registered under (users may rename it): base, strategy, suffix, job."""
+    parts = [request.model_name.rstrip("/").split("/")[-1], request.strategy, request.model_suffix,
+             job_id.removeprefix("train_")]
+    return "-".join(part for part in parts if part)
 
 
 def files_mover(storage: Storage, staging: str) -> Callable[[int], str]:
@@ -68,7 +70,7 @@ class ModelStore:
     async def register_checkpoint(self, job: JobRecord, step: int) -> ModelRecord:
         """Register the adapter of the job's checkpoint at `step` as a model (also while the job trains)."""
         request = TrainingRequest.model_construct(**job.request)  # as sent; defaults fill in the rest
-        name = f"{model_name(request.model_name, request.strategy, job.job_id)}-step{step}"
+        name = f"{model_name(request, job.job_id)}-step{step}"
         holder = self.registry.model_named(name)
         if holder is not None:
             raise Conflict(f"the checkpoint at step {step} of job {job.job_id!r} is registered already, as model "

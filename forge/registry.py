@@ -278,6 +278,13 @@ class Registry:
                                 (job_id, limit, offset))
         return [{"step": r["step"], **json.loads(r["data"])} for r in rows.fetchall()]
 
+    def last_metric(self, job_id: str, key: str) -> Optional[float]:
+        """The latest logged value of metric `key` for the job (None when it never logged one)."""
+        row = self._db.execute(
+            "SELECT json_extract(data, '$.' || ?) AS value FROM job_metrics WHERE job_id = ? "
+            "AND json_extract(data, '$.' || ?) IS NOT NULL ORDER BY rowid DESC LIMIT 1", (key, job_id, key)).fetchone()
+        return row["value"] if row else None
+
     def delete_job(self, job_id: str) -> bool:
         """Forget a job: its row, events and metrics, at once (its models stay)."""
         with self._transaction() as db:

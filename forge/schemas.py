@@ -87,6 +87,18 @@ class TrainingRequest(_Request):
     packing: bool = False
     max_seq_length: Optional[int] = Field(None, ge=16, description="Token limit per example; null picks one.")
     eval_split: float = Field(0.2, ge=0, lt=1, description="Fraction of the dataset held out for evaluation.")
+    eval_dataset: Optional[str] = Field(
+        None, min_length=1,
+        description="A dataset (same format) that evaluates the model instead of a hold-out: eval_split is then unused.",
+    )
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seeds the hold-out, the data order and the adapter's "
+                      "initial weights: the same request on the same hardware trains the same model.")
+    model_suffix: Optional[str] = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+        description="Part of the registered model's name: <base>-<strategy>-<suffix>-<job hex>.",
+    )
+    dpo_beta: float = Field(0.1, gt=0, le=100, description="DPO's beta (strategy dpo): higher keeps the model "
+                            "closer to its base.")
     eval_steps: int = Field(100, ge=1)
     save_steps: Optional[int] = Field(
         None, ge=1,
@@ -102,9 +114,11 @@ class TrainingRequest(_Request):
             raise ValueError("max_steps must be -1 (train for num_train_epochs) or at least 1")
         return value
 
-    @field_validator("model_name", "dataset")
+    @field_validator("model_name", "dataset", "eval_dataset")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _not_blank(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
         if not value.strip():
             raise ValueError("must not be blank")
         return value.strip()

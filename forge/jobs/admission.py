@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Optional
 
 from pydantic import BaseModel, Field
 
 from forge import catalog
-from forge.datasets import closest_name, missing_dataset, validate_jsonl
+from forge.dataset_names import closest_name, missing_dataset
+from forge.datasets import validate_jsonl
 from forge.errors import BadRequest, Conflict
 from forge.registry import Registry
 from forge.schemas import TrainingRequest
@@ -59,6 +61,7 @@ class PreparedJob(BaseModel):
     model_source: str = Field(description="A built-in name, a local directory or a Hub id.")
     dataset_location: str = Field(description="A path, or a URI in FORGE_STORAGE.")
     dataset_format: str = Field(description="pairs | chat | preference | qa | text: how the worker reads the rows.")
+    eval_dataset_location: Optional[str] = Field(None, description="The eval dataset (same format), when one was named.")
 
 
 class Admission:
@@ -91,7 +94,13 @@ class Admission:
         catalog.check_supported(request, await self._unsloth_status() if request.provider == "unsloth"
                                 else UNSLOTH_NOT_ASKED)
         self.check_capacity(running, waiting)
-        dataset_location, dataset_format = await self.resolve_dataset(request)
+        dataset_location, dataset_format = await self.resolve_dataset(request, request.dataset)
+        eval_location = None
+        if request.eval_dataset is not None:
+            eval_location, eval_format = await self.resolve_dataset(request, request.eval_dataset, field="eval_dataset")
+            if eval_format != dataset_format:
+                raise BadRequest(f"eval_dataset {request.eval_dataset!r} holds {eval_format} rows and dataset "
+                                 f"{request.dataset!r} {dataset_format} rows: both must have one format")
         model_source = await asyncio.to_thread(resolve_model_source, request.model_name)
         if not hardware.has_gpu and request.num_workers > max(1, int(hardware.cpus)):
             raise BadRequest(
@@ -107,32 +116,34 @@ class Admission:
             notes.append("provider unsloth without a GPU runs Unsloth's CPU backend (it uses fused AdamW and "
                          "turns packing off)")
         return PreparedJob(request=request, options=options, notes=notes, model_source=model_source,
-                           dataset_location=dataset_location, dataset_format=dataset_format)
+                           dataset_location=dataset_location, dataset_format=dataset_format,
+                           eval_dataset_location=eval_location)
 
-    async def resolve_dataset(self, request: TrainingRequest) -> tuple[str, str]:
-        """Where the dataset is (a path or a storage URI) and its row format, checked against the job."""
-        record = self.registry.get_dataset(request.dataset)
+    async def resolve_dataset(self, request: TrainingRequest, name: str, field: str = "dataset") -> tuple[str, str]:
+        """Where the dataset `name` (the request's `field`) is, a path or a storage URI, and its row format,
+        checked against the job."""
+        record = self.registry.get_dataset(name)
         if record is not None:
             location = self.storage.uri(self.storage.dataset_path(record.filename))
             row_format = record.format or "pairs"
         else:
             uploaded = [d.filename for d in self.registry.list_datasets()]
-            if not os.path.isabs(request.dataset) and closest_name(request.dataset, uploaded):
-                raise BadRequest(missing_dataset(request.dataset, uploaded))  # a typo, or data.csv for data.jsonl
+            if not os.path.isabs(name) and closest_name(name, uploaded):
+                raise BadRequest(missing_dataset(name, uploaded))  # a typo, or data.csv for data.jsonl
             # A file under FORGE_DATASET_ROOTS: on a cluster, a folder mounted on every node.
-            path = resolve_dataset_path(request.dataset, self.settings.dataset_roots)
+            path = resolve_dataset_path(name, self.settings.dataset_roots)
             location = str(path)
             report = await asyncio.to_thread(validate_jsonl, path, None)
             if not report.valid:
                 raise BadRequest(
-                    f"dataset {request.dataset!r} is not a valid dataset",
+                    f"{field} {name!r} is not a valid dataset",
                     extra={"validation": report.model_dump()},
                 )
             row_format = report.format or "pairs"
         wanted = catalog.formats_for(request.task, request.strategy)
         if row_format not in wanted:
             raise BadRequest(
-                f"dataset {request.dataset!r} holds {row_format} rows; task {request.task!r} with strategy "
+                f"{field} {name!r} holds {row_format} rows; task {request.task!r} with strategy "
                 f"{request.strategy!r} trains on {' or '.join(wanted)} rows ({_FORMAT_FIELDS_HINT})"
             )
         return location, row_format
@@ -142,6 +153,7 @@ class Admission:
         return JobSpec(
             job_id=job_id, request=prepared.request, options=prepared.options, model_source=prepared.model_source,
             dataset_path=prepared.dataset_location, dataset_format=prepared.dataset_format,
+            eval_dataset_path=prepared.eval_dataset_location,
             output_dir=self.storage.uri(self.storage.staging_dir(job_id)),
             builtin_dir=str(self.storage.builtin_dir), runs_dir=self.storage.uri(self.storage.runs_dir),
             logs_dir=self.storage.uri(self.storage.job_logs_dir(job_id)),

@@ -204,7 +204,7 @@ class JobTracker:
         return self.registry.add_model(
             place_files=files_mover(self.storage, staging),
             size_bytes=lambda shown: self.storage.size_bytes(self.storage.path_of(shown)),
-            name=model_name(request.model_name, request.strategy, job.record.job_id),
+            name=model_name(request, job.record.job_id),
             base_model=request.model_name,
             task=request.task,
             provider=request.provider,

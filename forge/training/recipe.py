@@ -22,7 +22,8 @@ from forge.training.checkpoints import TRAINER_FOLDER, CheckpointStore, NoCheckp
 from forge.training.manager_link import JobLink, WorkerEvent
 from forge.training.spec import JobSpec
 
-# Example splits and sampling are seeded so a job is reproducible.
+# Evaluations that sample (rlhf's reward estimates) draw with this seed every time, so that
+# their figures compare; the job's own randomness follows its request's `seed`.
 SEED = 42
 
 
@@ -96,11 +97,14 @@ class RecipeContext:
         return prepare_for_training(model) if quantization is not None else model
 
     def examples(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Canonical rows of the dataset, split into (train, eval) by `eval_split`."""
+        """Canonical rows of the dataset as (train, eval): the eval dataset's rows, or a hold-out of `eval_split`."""
         # On shared object storage the dataset is copied next to the worker first.
         path = local_file(self.spec.dataset_path, self.scratch / "dataset")
         rows = list(read_examples(path, self.spec.dataset_format))
-        random.Random(SEED).shuffle(rows)
+        random.Random(self.request.seed).shuffle(rows)
+        if self.spec.eval_dataset_path is not None:
+            eval_path = local_file(self.spec.eval_dataset_path, self.scratch / "eval-dataset")
+            return rows, list(read_examples(eval_path, self.spec.dataset_format))
         eval_size = int(len(rows) * self.request.eval_split)
         return rows[eval_size:], rows[:eval_size]
 

@@ -18,6 +18,7 @@ class JobSpec(BaseModel):
     model_source: str  # a built-in name, a local directory or a Hub id, already checked by the manager
     dataset_path: str
     dataset_format: str  # forge.datasets.FORMATS (pairs, chat, preference, qa, text): how the worker reads the rows
+    eval_dataset_path: Optional[str] = None  # rows that evaluate instead of a hold-out (same format)
     output_dir: str  # rank 0 writes the final adapter here; the manager then registers it
     builtin_dir: str
     runs_dir: str

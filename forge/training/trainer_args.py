@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from forge.training.recipe import SEED, RecipeContext
+from forge.training.recipe import RecipeContext
 
 # A request without max_seq_length trains with this percentile of its examples' token lengths:
 # the longest 1% are truncated rather than padding every batch to the single longest one.
@@ -55,7 +55,7 @@ def trainer_arguments(
         report_to="none",
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
-        seed=SEED,
+        seed=req.seed,
     )
     arguments.update(overrides)
     return arguments

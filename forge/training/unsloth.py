@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from forge.modeling.loading import resolve_model_dir
-from forge.training.recipe import SEED, RecipeContext
+from forge.training.recipe import RecipeContext
 from forge.training.trainer_args import model_positions
 
 
@@ -37,6 +37,6 @@ def load_for_training(ctx: RecipeContext) -> tuple[Any, Any]:
         model, r=req.lora_r, lora_alpha=req.lora_alpha, lora_dropout=req.lora_dropout,
         target_modules=None,  # Unsloth's choice: the attention and MLP projections the model has
         use_gradient_checkpointing="unsloth" if options.gradient_checkpointing else False,
-        random_state=SEED,
+        random_state=req.seed,
     )
     return model, tokenizer

@@ -32,6 +32,14 @@ def test_unknown_route_is_404(service: Service):
     assert "/api/does-not-exist" in body["detail"]
 
 
+def test_an_unknown_query_parameter_is_400_naming_it(service: Service):
+    body = assert_error_shape(service.get("/api/jobs", params={"limt": 5}), 400)
+    assert "'limt'" in body["detail"]
+    assert service.get("/api/jobs", params={"limit": 5}).status_code == 200
+    openai_style = service.get("/v1/files", params={"limit": 5, "purpse": "fine-tune"})
+    assert openai_style.status_code == 400 and openai_style.json()["error"]["param"] == "purpse"
+
+
 def test_wrong_method_is_405_in_error_shape(service: Service):
     assert_error_shape(requests.put(service.url + "/api/health", timeout=30), 405)
     # A path served by two routes allows the methods of both.

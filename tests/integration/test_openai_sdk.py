@@ -191,6 +191,10 @@ def test_a_wrong_key_is_an_authentication_error(secured: str, model_name: str):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=secured, api_key="wrong", max_retries=0).chat.completions.create(
             model=model_name, messages=[{"role": "user", "content": "hi"}], stream=True)
+    wrong = openai.OpenAI(base_url=secured, api_key="wrong", max_retries=0)
+    for call in (wrong.files.list, wrong.fine_tuning.jobs.list):  # the fine-tuning half is guarded alike
+        with pytest.raises(openai.AuthenticationError):
+            call()
     # The right key: the same manager's models, listed by name.
     listed = [m.id for m in openai.OpenAI(base_url=secured, api_key=KEY, max_retries=0).models.list()]
     assert model_name in listed

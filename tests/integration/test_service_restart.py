@@ -41,6 +41,9 @@ class ServeProcess:
         self.process = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "serve"), "run", str(config)], cwd=REPO, env=env,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            # As in a terminal, Ctrl-C must reach it: a shell that runs the suite in the background
+            # hands its children SIGINT ignored, and Python then installs no KeyboardInterrupt for it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def wait_healthy(self, url: str) -> None:

@@ -11,14 +11,10 @@ from forge.datasets import (
     FORMATS,
     MAX_REPORTED_ERRORS,
     MIN_EXAMPLES,
-    closest_name,
     detect_format,
-    missing_dataset,
     normalize_row,
     read_examples,
-    sanitize_filename,
     validate_jsonl,
-    versioned_name,
 )
 from forge.errors import BadRequest
 
@@ -481,6 +477,40 @@ def test_a_bad_text_row_is_reported_at_its_line(tmp_path, row, error):
     assert error_at_line_5(tmp_path, "text", row) == {5: error}
 
 
+# ----------------------------------------------------- OpenAI's DPO rows
+
+OPENAI_DPO = {"input": {"messages": [{"role": "user", "content": "What is 2 plus 2?"}]},
+              "preferred_output": [{"role": "assistant", "content": "4"}],
+              "non_preferred_output": [{"role": "assistant", "content": "5"}]}
+OPENAI_DPO_ALIASES = {"input.messages": "prompt", "preferred_output": "chosen", "non_preferred_output": "rejected"}
+
+
+def test_openai_dpo_rows_become_preference_rows_and_the_upload_says_so(tmp_path):
+    assert detect_format(OPENAI_DPO) == ("preference", OPENAI_DPO_ALIASES)
+    canonical = {"prompt": "What is 2 plus 2?", "chosen": "4", "rejected": "5"}
+    report = validate_jsonl(rows(tmp_path, OPENAI_DPO))
+    assert (report.valid, report.format, report.normalized) == (True, "preference", OPENAI_DPO_ALIASES)
+    assert list(read_examples(rows(tmp_path, OPENAI_DPO), "preference")) == [canonical] * MIN_EXAMPLES
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"input": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "x"}]}},
+         "field 'input.messages' must hold one user message (conversations and system messages are not "
+         "supported in preference rows)"),
+        ({"input": "What is 2 plus 2?"}, "field 'input' must be an object, got string"),
+        ({"input": {}}, "field 'input.messages' must be an array, got null"),
+        ({"preferred_output": [{"role": "user", "content": "4"}]}, "field 'preferred_output' must hold one "
+         "assistant message"),
+        ({"non_preferred_output": "5"}, "field 'non_preferred_output' must be an array, got string"),
+        ({"non_preferred_output": [{"role": "assistant", "content": "4"}]}, "chosen and rejected are identical"),
+    ],
+)
+def test_a_bad_openai_dpo_row_is_reported_at_its_line(tmp_path, change, error):
+    assert error_at_line_5(tmp_path, "preference", {**OPENAI_DPO, **change}) == {5: error}
+
+
 # ------------------------------------------------------------ preference rules
 
 
@@ -703,76 +733,3 @@ def test_chat_example_has_system_messages_in_some_rows():
     examples = list(read_examples(EXAMPLES / "chat.jsonl", "chat"))
     with_system = sum(e["messages"][0]["role"] == "system" for e in examples)
     assert 0 < with_system < len(examples)
-
-
-# ------------------------------------------------------------------- filenames
-
-
-@pytest.mark.parametrize(
-    "name, reason",
-    [
-        ("../../x.jsonl", "path separators"),
-        ("/etc/passwd", "path separators"),
-        ("a/b.jsonl", "path separators"),
-        ("a\\b.jsonl", "path separators"),
-        ("a..b.jsonl", "'..'"),
-        (".hidden.jsonl", "start with '.'"),
-        ("x" * 300 + ".jsonl", "limit is 200"),
-        ("data.txt", "end with '.jsonl'"),
-        ("data.JSONL", "end with '.jsonl'"),
-        ("", "required"),
-        (None, "required"),
-        ("my data.jsonl", "only letters"),
-        ("d\u00e4ta.jsonl", "only letters"),
-        ("bad\x00.jsonl", "control characters"),
-        ("bad\n.jsonl", "control characters"),
-    ],
-)
-def test_sanitize_filename_rejects(name, reason):
-    with pytest.raises(BadRequest) as info:
-        sanitize_filename(name)
-    assert reason in info.value.detail
-    assert info.value.status_code == 400
-
-
-def test_sanitize_filename_names_allowed_characters():
-    with pytest.raises(BadRequest) as info:
-        sanitize_filename("my data.jsonl")
-    assert "letters" in info.value.detail and "digits" in info.value.detail
-    assert "' '" in info.value.detail
-
-
-@pytest.mark.parametrize("name", ["dataset.jsonl", "my_data-v1.2.jsonl", "x" * 194 + ".jsonl"])
-def test_sanitize_filename_accepts(name):
-    assert sanitize_filename(name) == name
-
-
-def test_versioned_name_free_name_unchanged():
-    assert versioned_name("data.jsonl", lambda name: False) == "data.jsonl"
-
-
-def test_versioned_name_counts_up():
-    taken = {"data.jsonl", "data-2.jsonl", "data-3.jsonl"}
-    assert versioned_name("data.jsonl", taken.__contains__) == "data-4.jsonl"
-    assert versioned_name("other.jsonl", taken.__contains__) == "other.jsonl"
-
-
-def test_versioned_name_first_duplicate():
-    assert versioned_name("my_data-v1.2.jsonl", {"my_data-v1.2.jsonl"}.__contains__) == "my_data-v1.2-2.jsonl"
-
-
-# ------------------------------------------------------------- the closest name
-
-
-def test_a_missing_dataset_suggests_the_closest_uploaded_name():
-    uploaded = ["alpaca.jsonl", "chat.jsonl", "summaries-2.jsonl"]
-    assert missing_dataset("alpca.jsonl", uploaded) == "dataset 'alpca.jsonl' does not exist; did you mean 'alpaca.jsonl'?"
-    assert closest_name("summaries.jsonl", uploaded) == "summaries-2.jsonl"
-    assert missing_dataset("invoices.jsonl", uploaded) == "dataset 'invoices.jsonl' does not exist"
-    assert closest_name("anything.jsonl", []) is None
-
-
-def test_the_name_of_a_converted_upload_suggests_what_it_was_stored_as():
-    # data.csv was stored as data.jsonl; a request naming the CSV gets the stored name even among near misses.
-    assert closest_name("data.csv", ["data.jsonl", "data-2.csv.jsonl", "dates.jsonl"]) == "data.jsonl"
-    assert closest_name("q.parquet", ["q.jsonl"]) == "q.jsonl"

@@ -26,7 +26,7 @@ def train_dpo(ctx: RecipeContext) -> RecipeResult:
     eval_set = Dataset.from_list(preference_rows(req.task, eval_rows, tokenizer)) if eval_rows else None
     trainer = DPOTrainer(
         model=model,
-        args=DPOConfig(**trainer_arguments(ctx, has_eval=eval_set is not None),
+        args=DPOConfig(**trainer_arguments(ctx, has_eval=eval_set is not None), beta=req.dpo_beta,
                        max_length=max_length(ctx, tokenizer, pair_texts(train_set))),
         train_dataset=train_set,
         eval_dataset=eval_set,

@@ -101,7 +101,7 @@ def _reward_base(ctx: RecipeContext, tokenizer: Any) -> Any:
 
     # rlhf trains full-precision bases: quantization belongs to strategy qlora.
     # The score head is initialised as the model loads, before the trainer seeds anything.
-    set_seed(SEED)
+    set_seed(ctx.request.seed)
     base = ctx.base_model("sequence-classification", num_labels=1)
     base.config.pad_token_id = tokenizer.pad_token_id
     return base
