@@ -22,6 +22,8 @@ from deployments.openai_api import OpenAIRoutes
 from deployments.openai_api import router as openai_router
 from deployments.openai_fine_tuning_api import OpenAIFineTuningRoutes
 from deployments.openai_fine_tuning_api import router as openai_fine_tuning_router
+from deployments.openai_uploads_api import OpenAIUploadRoutes
+from deployments.openai_uploads_api import router as openai_uploads_router
 from deployments.pickling import keep_fastapi_unset_across_pickling
 from deployments.query_check import refuse_unknown_query
 from deployments.training_feed import serve_feed
@@ -40,6 +42,7 @@ from forge.jobs.logs import MAX_TAIL, read_job_log
 from forge.manager_handle import manager_with
 from forge.model_archive import archive_folder_name, model_members, tar_gz_chunks
 from forge.modeling.model_card import CARD_FILE, ModelCard, readme_text
+from forge.openai_uploads import UploadSessions
 from forge.schemas import (
     API_VERSION,
     MAX_ID,
@@ -85,6 +88,7 @@ install_error_handlers(app)
 app.add_middleware(ApiKeyMiddleware)
 app.include_router(openai_router)  # /v1: the OpenAI-compatible routes, methods of ApiIngress by inheritance
 app.include_router(openai_fine_tuning_router)  # /v1/files, /v1/fine_tuning
+app.include_router(openai_uploads_router)  # /v1/uploads
 
 
 def _mb(size_bytes: int) -> float:
@@ -101,7 +105,7 @@ def _model_summary(record: dict[str, Any]) -> dict[str, Any]:
 # only await other actors: Serve's default of 5 would let five subscribers starve every client.
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress(app)
-class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes):
+class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes):
     def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:
         self.playground = playground
         self.settings = settings
@@ -111,6 +115,8 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes):
         # A redeploy with changed settings replaces an idle manager; with jobs running it fails, saying why.
         self.manager = manager_with(settings)
         self.uploads = DatasetUploads(settings, self.storage, self.manager)
+        self.upload_sessions = UploadSessions(self.storage.scratch_dir / "uploads", file_limit=self.uploads.limit_bytes,
+                                              part_limit=int(settings.upload_part_mb * 1024 * 1024))
         # Start the (slow) unsloth environment probe now, so /api/info answers quickly later.
         self.manager.unsloth_status.remote()
         # Jobs a previous life of the service queued start as soon as slots allow.
