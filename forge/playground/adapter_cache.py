@@ -5,25 +5,25 @@ real model); a LoRA adapter is small. So a replica loads each base once and adds
 every trained model of that base to it: the first request for another model of a
 loaded base costs an adapter load, not a base load.
 
-Adding a PEFT adapter to a model is itself not cheap: PEFT walks the whole model
-and wraps every target module (about 75 ms for 56 modules on CPU, whatever the
-base's size). Models whose adapters have the same layout (same LoRA rank, the same
-target modules, no extra trained modules: every model a base's jobs train with
-the same LoRA settings) therefore share one PEFT adapter, a *slot*, and PEFT's
-hot-swap copies a model's weights into it when that model is asked (about 15 ms).
-A model of another layout gets a slot of its own.
+Each trained model is a PEFT adapter of its own on its base (adding one walks the
+base's modules once: about 75 ms for 56 modules on CPU, whatever the base's size), so
+every model held can answer at any moment: requests for several models of one base are
+generated together in one batch, each row with its own adapter (PEFT's mixed-adapter
+inference), by the base's Batcher (forge.playground.batching, which says when a batch
+starts and who may share it). A request answered alone is a batch of one.
 
 A merged model (POST /api/models/{id}/merge) has no base to share: it is loaded
-whole from its own folder and held as a base that carries only itself.
+whole from its own folder and held as a base that carries only itself (its
+concurrent requests are still batched together).
 
 Models and bases are evicted least recently used first; a base goes with its
-last model, a slot with its last model.
+last model.
 
-Swapping weights and switching slots change the shared model, so everything that
-touches one base (generating, adding or removing a model) holds that base's lock:
-requests for models of one base run one at a time (on a CPU a generation already
-uses every core, so little is lost), requests for models of different bases run
-in parallel. Loads are serialized per replica, so a base is never loaded twice.
+A batch and everything that changes a base (adding or removing a model) hold that
+base's lock; a request waits for its batch without it. Extractive QA bases have no
+batcher: their requests run one at a time under the lock. Requests for models of
+different bases run in parallel. Loads are serialized per replica, so a base is
+never loaded twice.
 """
 
 from __future__ import annotations
@@ -31,13 +31,18 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union
 
+from forge.modeling.batch_generation import Continuation, Continued, Row, generate_together
 from forge.modeling.model_card import ModelCard
 from forge.modeling.placement import CPU, Placement
 from forge.modeling.quantization import BaseQuantization
+from forge.playground.batching import Batcher, BatcherClosed
 from forge.playground.responder import LoadedModel, load_merged_model, read_model_meta, respond
 from forge.schemas import GenerateRequest
 
@@ -49,23 +54,7 @@ MAX_ADAPTERS = 4
 MAX_BASES = 2
 # A request whose adapter is evicted between its load and its turn loads it again; give up after this.
 _LOAD_ATTEMPTS = 3
-
-
-# Adapter settings that never change what a slot computes: hot-swap sets each model's own
-# scaling (from lora_alpha), dropout is off at inference, the rest is bookkeeping.
-_LAYOUT_IGNORES = {"lora_alpha", "base_model_name_or_path", "revision", "inference_mode", "peft_version"}
-
-
-def adapter_layout(folder: Path) -> str | None:
-    """What a slot must share with this adapter for its weights to be hot-swapped in; None: never."""
-    config = json.loads((folder / "adapter_config.json").read_text())
-    if (config.get("peft_type") != "LORA" or config.get("modules_to_save") or config.get("use_dora")
-            or config.get("trainable_token_indices")):
-        return None  # weights besides lora_A/lora_B, which hot-swap does not carry
-    for key in ("target_modules", "exclude_modules"):
-        if isinstance(config.get(key), list):  # saved as a set: its order is arbitrary
-            config[key] = sorted(config[key])
-    return json.dumps({k: v for k, v in config.items() if k not in _LAYOUT_IGNORES}, sort_keys=True)
+_GENERATIVE_KINDS = {"causal-lm", "seq2seq-lm"}
 
 
 def _base_name(base_key: BaseKey) -> str:
@@ -73,29 +62,93 @@ def _base_name(base_key: BaseKey) -> str:
     return f"{source} ({BaseQuantization.model_validate_json(quantization).bits}-bit)" if quantization else source
 
 
+def _mixable(folder: Path) -> bool:
+    """Whether PEFT can apply this adapter to some rows of a batch and other adapters to the rest.
+
+    Only plain LoRA weights can: PEFT refuses DoRA in a mixed batch, and a fully trained module
+    (`modules_to_save`, trainable tokens) fails for rows of adapters that lack it. Such a model's
+    requests are batched among themselves, its adapter active.
+    """
+    config = json.loads((folder / "adapter_config.json").read_text())
+    return (config.get("peft_type") == "LORA" and not config.get("use_dora") and not config.get("modules_to_save")
+            and not config.get("trainable_token_indices"))
+
+
+class _Evicted(RuntimeError):
+    """The model left the replica between its load and its batch: load it again."""
+
+
 @dataclass
 class _Adapter:
     tokenizer: Any
     task: str
-    folder: Path
-    slot: str | None  # the PEFT adapter that holds this model's weights while it answers; None: merged, no PEFT
+    peft_name: Optional[str]  # the model's PEFT adapter on its base; None: a merged model, no PEFT
+    mixable: bool = True  # may share a batch with other models' rows
+
+
+@dataclass
+class _Ask:
+    """A request's continuation, in a base's batch queue."""
+
+    name: str  # the model's name on its base
+    continuation: Continuation
 
 
 @dataclass(eq=False)
 class _Base:
     model: Any  # the transformers model; wrapped in a PeftModel once the first adapter is added
     kind: str
+    name: str  # as loaded() names it
     peft: Any = None
-    active: str | None = None  # the PEFT adapter (slot) generation uses
-    slots: dict[str, str | None] = field(default_factory=dict)  # slot -> its layout (None: one model's own)
-    occupant: dict[str, str | None] = field(default_factory=dict)  # slot -> the model whose weights are in it
+    active: Optional[str] = None  # the PEFT adapter a forward without `adapter_names` uses
     adapters: dict[str, _Adapter] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _next_slot: int = 0
+    batcher: Optional[Batcher[_Ask, Continued]] = None  # generative bases only
 
-    def new_slot_name(self) -> str:
-        self._next_slot += 1
-        return f"slot_{self._next_slot}"
+    def activate(self, adapter: _Adapter) -> None:
+        """Make a forward without `adapter_names` answer as `adapter`'s model (under self.lock)."""
+        if adapter.peft_name is not None and self.active != adapter.peft_name:
+            self.peft.set_adapter(adapter.peft_name)
+            self.active = adapter.peft_name
+
+    def run_batch(self, asks: list[_Ask]) -> list[Union[Continued, BaseException]]:
+        """Generate every ask's continuation in one batch, each with its model's adapter."""
+        with self.lock:
+            present = [ask for ask in asks if ask.name in self.adapters]
+            outcomes: dict[int, Union[Continued, BaseException]] = {
+                id(ask): _Evicted(ask.name) for ask in asks if ask.name not in self.adapters}
+            if present:
+                adapters = [self.adapters[ask.name] for ask in present]
+                # One model's rows (its adapter active), or mixable models' rows only: the batcher's keys say so.
+                self.activate(adapters[0])
+                mixed = adapters[0].mixable and self.peft is not None
+                rows = [Row(ask.continuation, adapter.tokenizer, adapter.peft_name if mixed else None)
+                        for ask, adapter in zip(present, adapters)]
+                with self._other_models_modules_off() if mixed else nullcontext():
+                    done = generate_together(self.model if self.peft is None else self.peft, rows,
+                                             seq2seq=self.kind == "seq2seq-lm")
+                outcomes.update((id(ask), outcome) for ask, outcome in zip(present, done))
+        return [outcomes[id(ask)] for ask in asks]
+
+
+    @contextmanager
+    def _other_models_modules_off(self) -> Iterator[None]:
+        """Fully trained modules of the base's unmixable models pass a mixed batch through untouched.
+
+        PEFT would apply such a module to the rows of a mixed batch per adapter, and fail for the
+        adapters that lack it: none of the batch's models has one, so every row takes the base's own.
+        """
+        from peft.utils import AuxiliaryTrainingWrapper
+
+        wrappers = [] if all(a.mixable for a in self.adapters.values()) else [
+            module for module in self.peft.modules() if isinstance(module, AuxiliaryTrainingWrapper)]
+        for wrapper in wrappers:
+            wrapper.enable_adapters(False)
+        try:
+            yield
+        finally:
+            for wrapper in wrappers:
+                wrapper.enable_adapters(True)
 
 
 class AdapterCache:
@@ -113,6 +166,7 @@ class AdapterCache:
         self._load_lock = threading.Lock()
         self._bases: OrderedDict[BaseKey, _Base] = OrderedDict()
         self._adapters: OrderedDict[str, tuple[BaseKey, str]] = OrderedDict()  # key -> (base key, name)
+        self._dropped_sizes: dict[str, dict[int, int]] = {}  # batch sizes of bases no longer held
 
     def loaded(self) -> dict[str, list[str]]:
         """Base -> the keys of the models it carries (what this replica holds).
@@ -125,6 +179,18 @@ class AdapterCache:
                 held[_base_name(base_key)].append(key)
             return held
 
+    def batch_sizes(self) -> dict[str, dict[int, int]]:
+        """Base -> batch size -> how many batches of that size it ran (bases dropped since included)."""
+        with self._lock:
+            bases = list(self._bases.values())
+            sizes = {name: dict(counts) for name, counts in self._dropped_sizes.items()}
+        for base in bases:
+            if base.batcher is not None:
+                counts = sizes.setdefault(base.name, {})
+                for size, count in base.batcher.sizes().items():
+                    counts[size] = counts.get(size, 0) + count
+        return sizes
+
     def load(self, key: str, model_dir: Callable[[], Path]) -> None:
         """Make the model `key` ready; `model_dir` gives its local folder, asked only when it must be loaded."""
         self._get(key, model_dir)
@@ -133,19 +199,37 @@ class AdapterCache:
         return self.answer(key, model_dir, lambda loaded: respond(loaded, request))
 
     def answer(self, key: str, model_dir: Callable[[], Path], work: Callable[[LoadedModel], T]) -> T:
-        """Run `work` with the model `key` active on its base (holding the base's lock throughout)."""
+        """Run `work` with the model `key`.
+
+        A generative model's text goes through its base's batch queue (`LoadedModel.continue_text`),
+        and `work` runs without the base's lock; an extractive QA model's `work` runs under it.
+        """
         for _ in range(_LOAD_ATTEMPTS):
             base, name = self._get(key, model_dir)
-            with base.lock:
-                adapter = base.adapters.get(name)
-                if adapter is None:  # evicted after _get: load it again
-                    continue
-                self._activate(base, name, adapter)
-                model = base.model if adapter.slot is None else base.peft
-                return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind))
+            adapter = base.adapters.get(name)
+            if adapter is None:  # evicted after _get: load it again
+                continue
+            model = base.model if base.peft is None else base.peft
+            if base.batcher is None:
+                with base.lock:
+                    if name not in base.adapters:
+                        continue
+                    base.activate(adapter)
+                    return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind))
+            ask = partial(self._continue_in_batch, base, name, adapter)
+            try:
+                return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind, batch=ask))
+            except (_Evicted, BatcherClosed):  # dropped before its batch ran: nothing was generated
+                continue
         raise RuntimeError(f"model {key} was evicted {_LOAD_ATTEMPTS} times before it could answer")
 
     # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _continue_in_batch(base: _Base, name: str, adapter: _Adapter, continuation: Continuation) -> Continued:
+        assert base.batcher is not None
+        together = (continuation.decoding(), None if adapter.mixable else name)
+        return base.batcher.submit(_Ask(name, continuation), together).result()
 
     def _lookup(self, key: str) -> tuple[_Base, str] | None:
         with self._lock:
@@ -191,26 +275,33 @@ class AdapterCache:
                     quantization.model_dump_json() if quantization is not None else "")
         with self._lock:
             base = self._bases.get(base_key)
-        return base_key, base if base is not None else self._load_base(card, quantization)
+        return base_key, base if base is not None else self._load_base(base_key, card, quantization)
+
+    def _new_base(self, base_key: BaseKey, model: Any) -> _Base:
+        base = _Base(model=model, kind=base_key[0], name=_base_name(base_key))
+        if base.kind in _GENERATIVE_KINDS:
+            base.batcher = Batcher(base.run_batch, name=f"batches of {base.name}")
+        return base
 
     def _load_merged(self, key: str, name: str, folder: Path, card: ModelCard) -> tuple[BaseKey, _Base]:
-        """A merged model: full weights of its own, held as a base that carries only itself (no PEFT, no slot)."""
+        """A merged model: full weights of its own, held as a base that carries only itself (no PEFT)."""
         from forge.modeling.loading import load_tokenizer
 
         model = load_merged_model(folder, card, self.builtin_dir, trust_remote_code=self.trust_remote_code,
                                   placement=self.placement)
-        base = _Base(model=model, kind=card.model_kind)
+        base_key = (card.model_kind, f"model {key} (merged)", "")
+        base = self._new_base(base_key, model)
         tokenizer = load_tokenizer(str(folder), self.builtin_dir, trust_remote_code=self.trust_remote_code)
-        base.adapters[name] = _Adapter(tokenizer, card.task, folder, slot=None)
-        return (card.model_kind, f"model {key} (merged)", ""), base
+        base.adapters[name] = _Adapter(tokenizer, card.task, peft_name=None)
+        return base_key, base
 
-    def _load_base(self, card: ModelCard, quantization: BaseQuantization | None) -> _Base:
+    def _load_base(self, base_key: BaseKey, card: ModelCard, quantization: BaseQuantization | None) -> _Base:
         from forge.modeling.loading import load_model
 
         model = load_model(card.model_kind, card.base_model_source, self.builtin_dir,
                            trust_remote_code=self.trust_remote_code, placement=self.placement,
                            quantization=quantization).eval()
-        return _Base(model=model, kind=card.model_kind)
+        return self._new_base(base_key, model)
 
     def _add_adapter(self, base: _Base, name: str, folder: Path, card: ModelCard) -> None:
         from peft import PeftModel
@@ -218,36 +309,13 @@ class AdapterCache:
         from forge.modeling.loading import load_tokenizer
 
         tokenizer = load_tokenizer(str(folder), self.builtin_dir, trust_remote_code=self.trust_remote_code)
-        layout = adapter_layout(folder)
         with base.lock:
-            slot = next((s for s, held in base.slots.items() if layout is not None and held == layout), None)
-            if slot is None:  # the first model of its layout: PEFT wraps the target modules once
-                slot = base.new_slot_name()
-                if base.peft is None:
-                    base.peft = PeftModel.from_pretrained(base.model, str(folder), adapter_name=slot).eval()
-                    base.active = slot
-                else:
-                    base.peft.load_adapter(str(folder), adapter_name=slot)  # inactive until set_adapter
-                base.slots[slot] = layout
-                base.occupant[slot] = name
-            base.adapters[name] = _Adapter(tokenizer, card.task, folder, slot)
-
-    @staticmethod
-    def _activate(base: _Base, name: str, adapter: _Adapter) -> None:
-        """Make the base answer as model `name` (under base.lock)."""
-        from peft.utils.hotswap import hotswap_adapter
-
-        if adapter.slot is None:  # a merged model answers as itself
-            return
-        if base.active != adapter.slot:
-            base.peft.set_adapter(adapter.slot)
-            base.active = adapter.slot
-        if base.occupant[adapter.slot] != name:
-            # Until the swap completes the slot's weights are nobody's.
-            base.occupant[adapter.slot] = None
-            hotswap_adapter(base.peft, str(adapter.folder), adapter_name=adapter.slot,
-                            torch_device=str(base.model.device))
-            base.occupant[adapter.slot] = name
+            if base.peft is None:
+                base.peft = PeftModel.from_pretrained(base.model, str(folder), adapter_name=name).eval()
+                base.active = name
+            else:
+                base.peft.load_adapter(str(folder), adapter_name=name)  # inactive until a batch names it
+            base.adapters[name] = _Adapter(tokenizer, card.task, peft_name=name, mixable=_mixable(folder))
 
     def _pick_evictions(self, keep: str) -> list[tuple[_Base, str]]:
         """Drop least recently used adapters, then bases, from the maps (under self._lock)."""
@@ -266,7 +334,13 @@ class AdapterCache:
         return [(base, name) for base, name in evicted if base in self._bases.values()]
 
     def _drop_base(self, base_key: BaseKey) -> None:
-        del self._bases[base_key]
+        """Forget a base (under self._lock); a batch running on it finishes, its queued requests load it again."""
+        base = self._bases.pop(base_key)
+        if base.batcher is not None:
+            base.batcher.close()
+            counts = self._dropped_sizes.setdefault(base.name, {})
+            for size, count in base.batcher.sizes().items():
+                counts[size] = counts.get(size, 0) + count
         for key in [k for k, (b, _) in self._adapters.items() if b == base_key]:
             del self._adapters[key]
         if self.placement.on_cuda:
@@ -283,14 +357,10 @@ class AdapterCache:
     def _remove_adapter(base: _Base, name: str) -> None:
         with base.lock:
             adapter = base.adapters.pop(name, None)
-            if adapter is None:
+            if adapter is None or adapter.peft_name is None:
                 return
             if not base.adapters:  # the base itself was dropped from the cache; leave it whole
                 return
-            if any(other.slot == adapter.slot for other in base.adapters.values()):
-                return  # the slot serves other models; whoever is asked next swaps in
-            if base.active == adapter.slot:
-                base.active = next(iter(base.adapters.values())).slot
-                base.peft.set_adapter(base.active)
-            base.peft.delete_adapter(adapter.slot)
-            del base.slots[adapter.slot], base.occupant[adapter.slot]
+            if base.active == adapter.peft_name:
+                base.activate(next(iter(base.adapters.values())))
+            base.peft.delete_adapter(adapter.peft_name)

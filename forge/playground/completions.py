@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from forge.modeling.generation import stream_text
+from forge.modeling.batch_generation import Continuation
 from forge.modeling.prompts import chat_prompt
 from forge.modeling.qa_spans import WINDOW_TOKENS, answer_questions
 from forge.openai_schemas import CompletionEnd, CompletionJob
@@ -42,8 +42,8 @@ def complete(loaded: LoadedModel, job: CompletionJob, emit: Callable[[str], None
         count = lambda text: len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
         return CompletionEnd(finish_reason="stop", prompt_tokens=count(question) + count(context),
                              completion_tokens=count(span.text) if span.text else 0)
-    streamed = stream_text(loaded.model, loaded.tokenizer, job_prompt(loaded, job), emit,
-                           max_new_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p,
-                           seed=job.seed, stop=job.stop, seq2seq=loaded.kind == "seq2seq-lm", halt=halt)
-    return CompletionEnd(finish_reason=streamed.finish_reason, prompt_tokens=streamed.prompt_tokens,
-                         completion_tokens=streamed.completion_tokens)
+    continued = loaded.continue_text(Continuation(
+        job_prompt(loaded, job), job.max_tokens, temperature=job.temperature, top_p=job.top_p, seed=job.seed,
+        stop=job.stop, emit=emit, halt=halt))
+    return CompletionEnd(finish_reason=continued.finish_reason, prompt_tokens=continued.prompt_tokens,
+                         completion_tokens=continued.completion_tokens)

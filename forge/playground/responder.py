@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
-from forge.modeling.generation import generate_texts
+from forge.modeling.batch_generation import Continuation, Continued, Row, generate_together
 from forge.modeling.loading import ModelKind, load_model, load_tokenizer
 from forge.modeling.merging import is_merged_folder
 from forge.modeling.model_card import ModelCard
@@ -27,6 +27,16 @@ class LoadedModel:
     tokenizer: Any
     task: str
     kind: ModelKind
+    # In a playground replica: the base's batch queue (forge.playground.adapter_cache), which continues
+    # the text together with other requests' and holds the base's lock while it does. None: alone, here.
+    batch: Optional[Callable[[Continuation], Continued]] = None
+
+    def continue_text(self, continuation: Continuation) -> Continued:
+        """The model's continuation of a prompt (a generative model), its text also streamed to `emit`."""
+        if self.batch is not None:
+            return self.batch(continuation)
+        row = Row(continuation, self.tokenizer)
+        return generate_together(self.model, [row], seq2seq=self.kind == "seq2seq-lm")[0]
 
 
 def read_model_meta(model_dir: Path) -> ModelCard:
@@ -95,12 +105,9 @@ def respond(loaded: LoadedModel, request: GenerateRequest) -> dict[str, Any]:
         if request.prompt is None:  # the ingress refuses it first (it knows the model's task)
             raise ValueError(f"a {loaded.task} model needs a prompt")
         prompt = prompt_text(loaded.kind, loaded.task, request.prompt, loaded.tokenizer)
-        output = generate_texts(
-            loaded.model, loaded.tokenizer, [prompt],
-            max_new_tokens=request.max_new_tokens, temperature=request.temperature, top_p=request.top_p,
-            seq2seq=loaded.kind == "seq2seq-lm",
-        )[0]
-        result = {"generated_text": output.text, "tokens_generated": output.tokens,
+        output = loaded.continue_text(Continuation(prompt, request.max_new_tokens, temperature=request.temperature,
+                                                   top_p=request.top_p))
+        result = {"generated_text": output.text, "tokens_generated": output.text_tokens,
                   "prompt_truncated": output.prompt_truncated}
     result["generation_time_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return result

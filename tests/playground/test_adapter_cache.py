@@ -3,9 +3,9 @@
 Real transformers and PEFT on the built-in tiny Llama; each "trained model" is a
 real LoRA adapter folder with random (non-zero) weights, so every one answers
 differently. Each must answer through the cache exactly as it does loaded alone
-on a base of its own, also when requests for them interleave from several threads,
-and whether it shares a slot with models of its layout (hot-swapped in) or has one
-of its own.
+on a base of its own (plain transformers `generate`), also when requests for them
+interleave from several threads (and are batched together: test_batched_generation.py
+looks at the batches themselves).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import pytest
 
 from forge.builtin import ensure_builtin
 from forge.modeling.model_card import ModelCard
-from forge.playground.adapter_cache import AdapterCache, adapter_layout
-from forge.playground.responder import load_trained_model, respond
+from forge.modeling.generation import generate_texts
+from forge.playground.adapter_cache import AdapterCache
+from forge.playground.responder import load_trained_model, prompt_text, respond
 from forge.schemas import GenerateRequest
 
 
@@ -28,10 +29,16 @@ def ask(key: str) -> GenerateRequest:
     return GenerateRequest(model_id=int(key), prompt="What is 3 plus 4?", max_new_tokens=12, temperature=0, top_p=1.0)
 
 
+def greedy_alone(loaded, request: GenerateRequest) -> str:
+    """What the model answers with plain transformers `generate`, one prompt, no padding, no batch."""
+    prompt = prompt_text(loaded.kind, loaded.task, request.prompt, loaded.tokenizer)
+    return generate_texts(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=request.max_new_tokens)[0].text
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, builtin_dir: Path, make_adapter) -> dict[str, Path]:
-    """Models of forge/tiny-llama: 1-4 in two layouts (LoRA targets), 6 in 1's layout with another
-    lora_alpha, 7 with a fully trained lm_head (no hot-swap); 5 of a second base folder."""
+    """Models of forge/tiny-llama: 1-4 with two sets of LoRA targets, 6 as 1 with another lora_alpha,
+    7 with a fully trained lm_head; 5 of a second base folder."""
     root = tmp_path_factory.mktemp("models")
     tiny = ensure_builtin("forge/tiny-llama", builtin_dir)
     other_base = shutil.copytree(tiny, root / "other-base")
@@ -46,8 +53,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, builtin_dir: Path, make_ada
 
 @pytest.fixture(scope="module")
 def alone(models: dict[str, Path], builtin_dir: Path) -> dict[str, str]:
-    texts = {key: respond(load_trained_model(folder, builtin_dir), ask(key))["generated_text"]
-             for key, folder in models.items()}
+    texts = {key: greedy_alone(load_trained_model(folder, builtin_dir), ask(key)) for key, folder in models.items()}
     assert len(set(texts.values())) == len(texts), "the test needs models that answer differently"
     return texts
 
@@ -96,19 +102,13 @@ def test_a_model_folder_without_a_safetensors_adapter_is_not_loaded(models, buil
         AdapterCache(builtin_dir).respond("9", ask("9"), lambda: folder)
 
 
-def test_models_of_one_layout_share_a_slot_and_others_get_their_own(models):
-    assert adapter_layout(models["1"]) == adapter_layout(models["3"]) == adapter_layout(models["6"])
-    assert adapter_layout(models["2"]) == adapter_layout(models["4"]) != adapter_layout(models["1"])
-    assert adapter_layout(models["7"]) is None  # its lm_head is not LoRA weights: never hot-swapped
-
-
-def test_swapped_models_keep_their_own_scaling_and_a_full_module_model_its_head(models, alone, builtin_dir: Path):
+def test_each_model_keeps_its_own_scaling_and_a_full_module_model_its_head(models, alone, builtin_dir: Path):
     cache = AdapterCache(builtin_dir, max_adapters=4, max_bases=1)
     for key in ["1", "6", "7", "3", "1", "7", "6"]:
         assert cache.respond(key, ask(key), lambda key=key: models[key])["generated_text"] == alone[key], key
-    # 1, 3 and 6 took turns in one slot, 7 has its own: the base carries two PEFT adapters.
+    # Each model is a PEFT adapter of its own on the one base.
     (base,) = cache._bases.values()
-    assert sorted(base.peft.peft_config) == ["slot_1", "slot_2"]
+    assert sorted(base.peft.peft_config) == ["model_1", "model_3", "model_6", "model_7"]
 
 
 def test_a_qlora_model_is_served_on_a_4bit_base_as_it_was_trained(models, alone, builtin_dir: Path, tmp_path: Path):
@@ -120,7 +120,7 @@ def test_a_qlora_model_is_served_on_a_4bit_base_as_it_was_trained(models, alone,
         "request": {"bnb_4bit_quant_type": "nf4", "use_nested_quant": False}}).write(folder)
     on_its_own = load_trained_model(folder, builtin_dir)
     assert any(type(module).__name__ == "Linear4bit" for module in on_its_own.model.modules())
-    expected = respond(on_its_own, ask("8"))["generated_text"]
+    expected = greedy_alone(on_its_own, ask("8"))
 
     cache = AdapterCache(builtin_dir, max_adapters=4, max_bases=2)
     assert cache.respond("1", ask("1"), lambda: models["1"])["generated_text"] == alone["1"]
