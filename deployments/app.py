@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 from ray import serve
 
 from deployments.api import ApiIngress
-from deployments.playground import Playground
+from deployments.playground import MAX_ONGOING_REQUESTS, Playground
 from forge.settings import Settings
 
 
@@ -35,8 +35,12 @@ class AppArgs(BaseModel):
 
 # The Playground's deployment options, here and only here (the deployment class is bare):
 # `build_playground` overlays the replica counts and resources of AppArgs.
+# A replica generates concurrent requests for the models of a base together, up to a batch of
+# MAX_ROWS: it is busy, and another replica is worth starting, once about a batch is in flight.
 PLAYGROUND_DEPLOYMENT_DEFAULTS: dict[str, Any] = {
-    "autoscaling_config": {"target_ongoing_requests": 2, "upscale_delay_s": 5, "downscale_delay_s": 60},
+    "max_ongoing_requests": MAX_ONGOING_REQUESTS,
+    "autoscaling_config": {"target_ongoing_requests": MAX_ONGOING_REQUESTS // 2, "upscale_delay_s": 5,
+                           "downscale_delay_s": 60},
     "ray_actor_options": {},
 }
 

@@ -3,7 +3,10 @@
 Serve model multiplexing, keyed by model id, routes requests for a model to a
 replica that already holds it. Within a replica, forge.playground.adapter_cache keeps one
 base model per base source and loads each trained model onto it as a LoRA
-adapter, so a second model of a loaded base costs an adapter load, not a base load.
+adapter, so a second model of a loaded base costs an adapter load, not a base load,
+and concurrent requests for the models of one base are generated together in one batch
+(forge.playground.batching): a replica takes up to MAX_ONGOING_REQUESTS at once, two
+full batches (the one running and the next, gathering).
 torch and transformers are imported inside the replica, in the background from its start.
 """
 
@@ -12,20 +15,24 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from pathlib import Path
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
 from typing import Any, Optional
 
 import ray
 from ray import serve
 
 from forge.openai_schemas import CompletionEnd, CompletionJob
+from forge.playground.batching import MAX_ROWS
 from forge.schemas import GenerateRequest
 from forge.settings import Settings
 from forge.storage import Storage
 
 MAX_MODELS_PER_REPLICA = 4
 MAX_BASES_PER_REPLICA = 2
+MAX_ONGOING_REQUESTS = 2 * MAX_ROWS
 
 
 def _prepare_inference(threads: int) -> None:
@@ -63,6 +70,9 @@ class Playground:
                                    placement=placement)
         self._prepared = threading.Thread(target=_prepare_inference, args=(_generation_threads(),), daemon=True)
         self._prepared.start()
+        # A request waits for its batch on a thread of its own: asyncio's default pool (CPUs + 4
+        # threads) would cap a batch at a handful of requests.
+        self._requests = ThreadPoolExecutor(max_workers=MAX_ONGOING_REQUESTS, thread_name_prefix="request")
 
     def _model_dir(self, model_id: str) -> Path:
         """The trained model's folder, local to this replica.
@@ -83,7 +93,8 @@ class Playground:
 
     async def generate(self, request: GenerateRequest) -> dict[str, Any]:
         model_id = await self.get_model(serve.get_multiplexed_model_id())
-        return await asyncio.to_thread(self.models.respond, model_id, request, lambda: self._model_dir(model_id))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._requests, self.models.respond, model_id, request, lambda: self._model_dir(model_id))
 
     async def complete(self, job: CompletionJob) -> AsyncIterator[dict[str, Any]]:
         """A completion as it is generated: {"text": piece} items, then its CompletionEnd (as a dict).
@@ -101,7 +112,7 @@ class Playground:
         def emit(text: str) -> None:  # called from the generating thread
             loop.call_soon_threadsafe(pieces.put_nowait, {"text": text})
 
-        generating = asyncio.ensure_future(asyncio.to_thread(
+        generating = loop.run_in_executor(self._requests, partial(
             self.models.answer, model_id, lambda: self._model_dir(model_id),
             lambda loaded: complete(loaded, job, emit, halt)))
         # Scheduled after every emit of the thread, so it arrives after the last piece.
@@ -117,3 +128,7 @@ class Playground:
     async def loaded_models(self) -> dict[str, list[str]]:
         """Base source -> ids of the trained models this replica holds on it."""
         return self.models.loaded()
+
+    async def batch_sizes(self) -> dict[str, dict[int, int]]:
+        """Base -> batch size -> how many batches of that size this replica generated (since it started)."""
+        return self.models.batch_sizes()

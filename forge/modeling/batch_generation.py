@@ -97,12 +97,14 @@ class _RowState:
 
         self.tokens.append(token)
         self.decoder.put(torch.tensor([token]))
-        if (token in self.eos_ids or len(self.tokens) >= self.inputs.new_tokens_allowed or self.matcher.stopped
-                or self.row.continuation.halt.is_set()):
+        if self.row.continuation.halt.is_set():  # the client left: what is held back goes nowhere
+            self.done = True
+        elif token in self.eos_ids or len(self.tokens) >= self.inputs.new_tokens_allowed or self.matcher.stopped:
             self.finish()
         return self.done
 
     def finish(self) -> None:
+        """End the row's stream: the text its decoder and stop matcher held back goes out."""
         if self.done:
             return
         self.done = True

@@ -42,7 +42,7 @@ from forge.modeling.batch_generation import Continuation, Continued, Row, genera
 from forge.modeling.model_card import ModelCard
 from forge.modeling.placement import CPU, Placement
 from forge.modeling.quantization import BaseQuantization
-from forge.playground.batching import Batcher, BatcherClosed
+from forge.playground.batching import GATHER_S, MAX_ROWS, Batcher, BatcherClosed
 from forge.playground.responder import LoadedModel, load_merged_model, read_model_meta, respond
 from forge.schemas import GenerateRequest
 
@@ -155,13 +155,18 @@ class AdapterCache:
     """Trained models by key (the model id), loaded as adapters onto shared base models."""
 
     def __init__(self, builtin_dir: Path, *, trust_remote_code: bool = False, max_adapters: int = MAX_ADAPTERS,
-                 max_bases: int = MAX_BASES, placement: Placement = CPU) -> None:
+                 max_bases: int = MAX_BASES, placement: Placement = CPU, batch_rows: int = MAX_ROWS,
+                 batch_wait_s: float = GATHER_S) -> None:
         self.builtin_dir = builtin_dir
         # Where bases load (a GPU replica's device, in the checkpoint's dtype): forge.modeling.placement.
         self.placement = placement
         self.trust_remote_code = trust_remote_code
         self.max_adapters = max_adapters
         self.max_bases = max_bases
+        # Batching (forge.playground.batching): the most rows in a batch, and how long an idle base waits
+        # for the requests sent together with the first.
+        self.batch_rows = batch_rows
+        self.batch_wait_s = batch_wait_s
         self._lock = threading.Lock()  # guards the two maps below; never held while loading or generating
         self._load_lock = threading.Lock()
         self._bases: OrderedDict[BaseKey, _Base] = OrderedDict()
@@ -280,7 +285,8 @@ class AdapterCache:
     def _new_base(self, base_key: BaseKey, model: Any) -> _Base:
         base = _Base(model=model, kind=base_key[0], name=_base_name(base_key))
         if base.kind in _GENERATIVE_KINDS:
-            base.batcher = Batcher(base.run_batch, name=f"batches of {base.name}")
+            base.batcher = Batcher(base.run_batch, name=f"batches of {base.name}", max_rows=self.batch_rows,
+                                   gather_s=self.batch_wait_s)
         return base
 
     def _load_merged(self, key: str, name: str, folder: Path, card: ModelCard) -> tuple[BaseKey, _Base]:

@@ -133,4 +133,4 @@ class Batcher(Generic[Item, Result]):
                 waiting.future.set_exception(result)
             else:
                 waiting.future.set_result(result)
-        log.info("%s: a batch of %d in %.2f s", self._thread.name, len(batch), time.perf_counter() - started)
+        log.debug("%s: a batch of %d in %.2f s", self._thread.name, len(batch), time.perf_counter() - started)
