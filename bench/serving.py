@@ -130,20 +130,45 @@ def plain_generator(model_dir: Path, builtin_dir: Path) -> subprocess.Popen:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
 
 
-def child_generate(model_dir: str, builtin_dir: str) -> None:
-    import torch
+def plain_model(model_dir: str, builtin_dir: str) -> tuple[Any, Any, str]:
+    """Base + adapter with transformers and PEFT alone, the model's tokenizer, and its task."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from forge.builtin import ensure_builtin, is_builtin
-    from forge.modeling.prompts import causal_prompt
 
     meta = json.loads((Path(model_dir) / "forge.json").read_text())
     source = meta["base_model_source"]
     base_dir = ensure_builtin(source, Path(builtin_dir)) if is_builtin(source) else source
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    text = causal_prompt(meta["task"], PROMPT, tokenizer)  # the prompt the playground builds for this task
+    return model, AutoTokenizer.from_pretrained(model_dir), meta["task"]
+
+
+def plain_runs(plain: subprocess.Popen, new_tokens: int, count: int) -> list[dict]:
+    """`count` generations of `new_tokens` by a plain process: the JSON it printed for each."""
+    results = []
+    for _ in range(count):
+        plain.stdin.write(f"{new_tokens}\n")
+        plain.stdin.flush()
+        results.append(json.loads(plain.stdout.readline()))
+    return results
+
+
+def end_plain(plain: subprocess.Popen, ours: list[dict], theirs: list[dict], who: str) -> None:
+    """End the plain process; SystemExit unless `who` (ours) and it generated the same texts."""
+    plain.stdin.close()
+    plain.wait()
+    if {o["text"] for o in ours} != {t["text"] for t in theirs}:
+        raise SystemExit(f"{who} and plain transformers disagree: {ours[0]} vs {theirs[0]}")
+
+
+def child_generate(model_dir: str, builtin_dir: str) -> None:
+    import torch
+
+    from forge.modeling.prompts import causal_prompt
+
+    model, tokenizer, task = plain_model(model_dir, builtin_dir)
+    text = causal_prompt(task, PROMPT, tokenizer)  # the prompt the playground builds for this task
     special = set(tokenizer.all_special_ids)
     print("ready", flush=True)
     for line in sys.stdin:
@@ -379,14 +404,8 @@ def main() -> None:
                     started = time.perf_counter()
                     service.get("/api/health")
                     health.append((time.perf_counter() - started) * 1000)
-                for _ in range(generations):
-                    plain.stdin.write(f"{new_tokens}\n")
-                    plain.stdin.flush()
-                    theirs.append(json.loads(plain.stdout.readline()))
-            plain.stdin.close()
-            plain.wait()
-            if {o["text"] for o in ours} != {t["text"] for t in theirs}:
-                raise SystemExit(f"the playground and plain transformers disagree: {ours[0]} vs {theirs[0]}")
+                theirs += plain_runs(plain, new_tokens, generations)
+            end_plain(plain, ours, theirs, "the playground")
             rows.append(row(f"generate tokens/s, {new_tokens} new tokens, HTTP vs plain transformers",
                             median(ours, lambda o: o["tokens"] / o["ms"] * 1000),
                             median(theirs, lambda t: t["tokens"] / t["ms"] * 1000), "ratio >= 0.9", repeats))

@@ -129,6 +129,6 @@ class Playground:
         """Base source -> ids of the trained models this replica holds on it."""
         return self.models.loaded()
 
-    async def batch_sizes(self) -> dict[str, dict[int, int]]:
-        """Base -> batch size -> how many batches of that size this replica generated (since it started)."""
-        return self.models.batch_sizes()
+    async def batch_sizes(self) -> dict[str, Any]:
+        """This replica's id and its batches: base -> batch size -> how many of that size it generated."""
+        return {"replica": serve.get_replica_context().replica_id.unique_id, "batches": self.models.batch_sizes()}

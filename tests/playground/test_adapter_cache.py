@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from forge.builtin import ensure_builtin
-from forge.modeling.model_card import ModelCard
 from forge.modeling.generation import generate_texts
+from forge.modeling.model_card import ModelCard
 from forge.playground.adapter_cache import AdapterCache
-from forge.playground.responder import load_trained_model, prompt_text, respond
+from forge.playground.responder import load_trained_model, prompt_text
 from forge.schemas import GenerateRequest
 
 
