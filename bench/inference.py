@@ -53,9 +53,9 @@ class Service(BenchService):
 
     registered: list[int]
 
-    def four_models(self, base: Path, dataset: str) -> list[dict]:
+    def four_models(self, base: str, dataset: str) -> list[dict]:
         """Four checkpoints of one job on `base`, registered as models (the job is stopped after)."""
-        body = {"task": "text-generation", "model_name": str(base), "provider": "huggingface", "strategy": "sft",
+        body = {"task": "text-generation", "model_name": base, "provider": "huggingface", "strategy": "sft",
                 "dataset": dataset, "eval_split": 0, "learning_rate": 2e-2, "max_steps": 100_000, "save_steps": 3,
                 "save_total_limit": MODELS + 2, "per_device_train_batch_size": 2}
         job = self.start_job(body)
@@ -172,7 +172,7 @@ def main() -> None:
         try:
             builtin_dir = home / "builtin"
             dataset = service.upload(DATASET)
-            base = build_base(tmp_dir / "base", builtin_dir, quick)
+            base = "forge/tiny-llama" if quick else str(build_base(tmp_dir / "base", builtin_dir, quick))
             log(f"training one job on {'forge/tiny-llama' if quick else 'a moderate Llama'}: {MODELS} checkpoints")
             models = service.four_models(base, dataset)
             for model in models:  # each loaded on the replica before anything is timed
