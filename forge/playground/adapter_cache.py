@@ -38,7 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from forge.modeling.batch_generation import Continuation, Continued, Row, generate_together
+from forge.modeling.batch_generation import BASE_ADAPTER, Continuation, Continued, Row, generate_together
 from forge.modeling.model_card import ModelCard
 from forge.modeling.placement import CPU, Placement
 from forge.modeling.quantization import BaseQuantization
@@ -92,6 +92,7 @@ class _Ask:
 
     name: str  # the model's name on its base
     continuation: Continuation
+    use_base: bool = False  # answer with the bare base, prompted as the model (its row: "__base__")
 
 
 @dataclass(eq=False)
@@ -112,24 +113,29 @@ class _Base:
             self.active = adapter.peft_name
 
     def run_batch(self, asks: list[_Ask]) -> list[Union[Continued, BaseException]]:
-        """Generate every ask's continuation in one batch, each with its model's adapter."""
+        """Generate every ask's continuation in one batch, each with its model's adapter (or none)."""
         with self.lock:
             present = [ask for ask in asks if ask.name in self.adapters]
             outcomes: dict[int, Union[Continued, BaseException]] = {
                 id(ask): _Evicted(ask.name) for ask in asks if ask.name not in self.adapters}
             if present:
-                adapters = [self.adapters[ask.name] for ask in present]
-                # One model's rows (its adapter active), or mixable models' rows only: the batcher's keys say so.
-                self.activate(adapters[0])
-                mixed = adapters[0].mixable and self.peft is not None
-                rows = [Row(ask.continuation, adapter.tokenizer, adapter.peft_name if mixed else None)
-                        for ask, adapter in zip(present, adapters)]
-                with self._other_models_modules_off() if mixed else nullcontext():
-                    done = generate_together(self.model if self.peft is None else self.peft, rows,
-                                             seq2seq=self.kind == "seq2seq-lm")
+                done = self._generate(present)
                 outcomes.update((id(ask), outcome) for ask, outcome in zip(present, done))
         return [outcomes[id(ask)] for ask in asks]
 
+    def _generate(self, asks: list[_Ask]) -> list[Continued]:
+        """Rows of mixable adapters and the bare base, or one unmixable model's rows (the batcher's keys)."""
+        adapters = [self.adapters[ask.name] for ask in asks]
+        names = [BASE_ADAPTER if ask.use_base else adapter.peft_name for ask, adapter in zip(asks, adapters)]
+        mixed = self.peft is not None and all(a.mixable or ask.use_base for a, ask in zip(adapters, asks))
+        # Made active: the one model of an unmixed batch; in a mixed one, the fully trained modules
+        # of the base's other models then pass every row through (_other_models_modules_off).
+        self.activate(next((a for a, ask in zip(adapters, asks) if not ask.use_base), adapters[0]))
+        rows = [Row(ask.continuation, adapter.tokenizer, name if mixed else None)
+                for ask, adapter, name in zip(asks, adapters, names)]
+        with self._other_models_modules_off() if mixed else nullcontext():
+            return generate_together(self.model if self.peft is None else self.peft, rows,
+                                     seq2seq=self.kind == "seq2seq-lm")
 
     @contextmanager
     def _other_models_modules_off(self) -> Iterator[None]:
@@ -203,25 +209,31 @@ class AdapterCache:
     def respond(self, key: str, request: GenerateRequest, model_dir: Callable[[], Path]) -> dict[str, Any]:
         return self.answer(key, model_dir, lambda loaded: respond(loaded, request))
 
-    def answer(self, key: str, model_dir: Callable[[], Path], work: Callable[[LoadedModel], T]) -> T:
+    def answer(self, key: str, model_dir: Callable[[], Path], work: Callable[[LoadedModel], T], *,
+               use_base: bool = False) -> T:
         """Run `work` with the model `key`.
 
         A generative model's text goes through its base's batch queue (`LoadedModel.continue_text`),
         and `work` runs without the base's lock; an extractive QA model's `work` runs under it.
+        With `use_base`, the base itself answers, its adapters off, prompted as model `key` (its
+        task and tokenizer): the answer to compare against. A merged model has no base beside it.
         """
         for _ in range(_LOAD_ATTEMPTS):
             base, name = self._get(key, model_dir)
             adapter = base.adapters.get(name)
             if adapter is None:  # evicted after _get: load it again
                 continue
+            if use_base and adapter.peft_name is None:
+                raise ValueError(f"model {key} is merged: its base is not loaded beside it")
             model = base.model if base.peft is None else base.peft
             if base.batcher is None:
                 with base.lock:
                     if name not in base.adapters:
                         continue
                     base.activate(adapter)
-                    return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind))
-            ask = partial(self._continue_in_batch, base, name, adapter)
+                    with base.peft.disable_adapter() if use_base else nullcontext():
+                        return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind))
+            ask = partial(self._continue_in_batch, base, name, adapter, use_base)
             try:
                 return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind, batch=ask))
             except (_Evicted, BatcherClosed):  # dropped before its batch ran: nothing was generated
@@ -231,10 +243,11 @@ class AdapterCache:
     # ------------------------------------------------------------------ internals
 
     @staticmethod
-    def _continue_in_batch(base: _Base, name: str, adapter: _Adapter, continuation: Continuation) -> Continued:
+    def _continue_in_batch(base: _Base, name: str, adapter: _Adapter, use_base: bool,
+                           continuation: Continuation) -> Continued:
         assert base.batcher is not None
-        together = (continuation.decoding(), None if adapter.mixable else name)
-        return base.batcher.submit(_Ask(name, continuation), together).result()
+        together = (continuation.decoding(), None if adapter.mixable or use_base else name)
+        return base.batcher.submit(_Ask(name, continuation, use_base), together).result()
 
     def _lookup(self, key: str) -> tuple[_Base, str] | None:
         with self._lock:

@@ -139,3 +139,31 @@ def test_requests_that_sample_or_carry_a_seed_are_not_batched_with_greedy_ones()
     assert sampled.decoding() == Continuation("b", 9, temperature=0.8, top_p=0.9).decoding() != greedy.decoding()
     seeded = Continuation("a", 5, temperature=0.8, top_p=0.9, seed=3)
     assert seeded.decoding() != Continuation("a", 5, temperature=0.8, top_p=0.9, seed=3).decoding()
+
+
+def test_the_base_answers_beside_its_adapters_in_one_batch_when_asked_for_it(folders, alone_models,
+                                                                              builtin_dir: Path):
+    from forge.playground.responder import respond
+
+    cache = AdapterCache(builtin_dir, max_adapters=4, max_bases=1, batch_wait_s=0.5)
+    for key in KEYS[:2]:
+        cache.load(key, lambda key=key: folders[key])
+    request = GenerateRequest(model_id=1, prompt=PROMPTS[0], max_new_tokens=10, temperature=0, top_p=1.0)
+    asked = [("1", False), ("1", True), ("2", False), ("2", True)]
+    answers: list[str | None] = [None] * len(asked)
+
+    def client(i: int) -> None:
+        key, use_base = asked[i]
+        answers[i] = cache.answer(key, lambda: folders[key], lambda loaded: respond(loaded, request),
+                                  use_base=use_base)["generated_text"]
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(asked))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    base = alone(alone_models[BASE_ADAPTER], PROMPTS[0], 10)
+    assert answers == [alone(alone_models["1"], PROMPTS[0], 10), base, alone(alone_models["2"], PROMPTS[0], 10), base]
+    assert base not in (answers[0], answers[2])
+    (sizes,) = cache.batch_sizes().values()
+    assert max(sizes) > 1, sizes
