@@ -11,6 +11,7 @@ sizes must show that requests really shared a batch.
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,12 +48,20 @@ def four_models(service: Service, shared_dataset: str, trained_models: list[dict
     return [service.client.model(final["model_id"]) for final in trained_models] + checkpoints
 
 
-def alone(service: Service, model_id: int, text: str) -> str:
-    """The model's greedy answer with plain transformers + PEFT: its base and adapter loaded on their own."""
-    from forge.modeling.generation import generate_texts
-    from forge.playground.responder import load_trained_model, prompt_text
+@functools.cache
+def loaded_alone(home: Path, model_id: int):
+    """The model with plain transformers + PEFT: its base and adapter loaded on their own, in this process."""
+    from forge.playground.responder import load_trained_model
 
-    loaded = load_trained_model(Path(service.home) / "models" / str(model_id), Path(service.home) / "builtin")
+    return load_trained_model(home / "models" / str(model_id), home / "builtin")
+
+
+def alone(service: Service, model_id: int, text: str) -> str:
+    """The model's greedy answer alone: one unpadded prompt, plain `generate`."""
+    from forge.modeling.generation import generate_texts
+    from forge.playground.responder import prompt_text
+
+    loaded = loaded_alone(Path(service.home), model_id)
     prompt = prompt_text(loaded.kind, loaded.task, text, loaded.tokenizer)
     return generate_texts(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=MAX_TOKENS)[0].text
 
