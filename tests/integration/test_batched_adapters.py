@@ -37,7 +37,7 @@ def four_models(service: Service, shared_dataset: str, trained_models: list[dict
     job_id = started.json()["job_id"]
     try:
         deadline = time.monotonic() + 180
-        while not [c for c in service.client.checkpoints(job_id) if c["step"] >= 20]:
+        while not [c for c in service.client.checkpoints(job_id) if c["step"] >= 10]:
             assert time.monotonic() < deadline, service.events(job_id)
             time.sleep(0.2)
         steps = sorted(c["step"] for c in service.client.checkpoints(job_id))
