@@ -124,10 +124,13 @@ class _Base:
         return [outcomes[id(ask)] for ask in asks]
 
     def _generate(self, asks: list[_Ask]) -> list[Continued]:
-        """Rows of mixable adapters and the bare base, or one unmixable model's rows (the batcher's keys)."""
+        """Rows of mixable models and the bare base, or of one model (the only rows an unmixable one shares)."""
         adapters = [self.adapters[ask.name] for ask in asks]
         names = [BASE_ADAPTER if ask.use_base else adapter.peft_name for ask, adapter in zip(asks, adapters)]
-        mixed = self.peft is not None and all(a.mixable or ask.use_base for a, ask in zip(adapters, asks))
+        # Rows of one model need no `adapter_names` (PEFT's per-row routing costs about a tenth of a
+        # step); rows of several are all mixable (the batcher's keys).
+        one_model = len(set(names)) == 1 and names[0] != BASE_ADAPTER
+        mixed = self.peft is not None and not one_model
         # Made active: the one model of an unmixed batch; in a mixed one, the fully trained modules
         # of the base's other models then pass every row through (_other_models_modules_off).
         self.activate(next((a for a, ask in zip(adapters, asks) if not ask.use_base), adapters[0]))
