@@ -167,3 +167,13 @@ def test_the_base_answers_beside_its_adapters_in_one_batch_when_asked_for_it(fol
     assert base not in (answers[0], answers[2])
     (sizes,) = cache.batch_sizes().values()
     assert max(sizes) > 1, sizes
+
+
+def test_a_seq2seq_batch_answers_as_each_prompt_alone(builtin_dir: Path):
+    t5 = load_base_model("forge/tiny-t5", builtin_dir, "summarization", "seq2seq-lm")
+    texts = ["The river flows past the old mill and the boat drifts slowly along.", "Short one.",
+             "A medium length text about colours and the sky."]
+    prompts = [prompt_text(t5.kind, t5.task, text, t5.tokenizer) for text in texts]
+    together = generate_together(t5.model, [Row(Continuation(p, 12), t5.tokenizer) for p in prompts], seq2seq=True)
+    assert [o.text for o in together] == [
+        generate_texts(t5.model, t5.tokenizer, [p], max_new_tokens=12, seq2seq=True)[0].text for p in prompts]
