@@ -139,9 +139,11 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, PlaygroundStreamRoutes, C
     async def info(self) -> InfoResponse:
         status = await self.manager.provider_status.remote()
         unsloth = ProviderStatus.model_validate(status["unsloth"])
+        supported = catalog.supported_combinations(unsloth)
+        formats = {f"{c['task']}/{c['strategy']}": list(catalog.formats_for(c["task"], c["strategy"])) for c in supported}
         return InfoResponse(
             providers=list(PROVIDERS), strategies=list(STRATEGIES), tasks=list(TASKS),
-            supported=catalog.supported_combinations(unsloth), provider_status=status,
+            supported=supported, provider_status=status, dataset_formats=formats,
         )
 
     # -------------------------------------------------------------- datasets

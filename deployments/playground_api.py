@@ -47,7 +47,8 @@ async def _events(pieces: DeploymentResponseGenerator, first: dict[str, Any], mo
             item = await pieces.__anext__()
         end = CompletionEnd.model_validate(item)
         yield done_event(GenerateDone(
-            generated_text="".join(texts), tokens_generated=end.completion_tokens, model_id=model_id,
+            generated_text="".join(texts), model_id=model_id,
+            tokens_generated=end.completion_tokens if end.text_tokens is None else end.text_tokens,
             generation_time_ms=round((time.perf_counter() - started) * 1000, 2), score=end.score,
             prompt_truncated=end.prompt_truncated, finish_reason=end.finish_reason))
     except Exception as error:  # the status is sent already: the stream itself says it failed

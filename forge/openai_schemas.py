@@ -220,6 +220,7 @@ class CompletionEnd(BaseModel):
     # What the playground's streamed generate reports besides (the /v1 replies leave them out).
     prompt_truncated: bool = False
     score: Optional[float] = None
+    text_tokens: Optional[int] = Field(None, description="completion_tokens less special ones; None: the same.")
 
 
 # --------------------------------------------------------------------- responses

@@ -46,4 +46,5 @@ def complete(loaded: LoadedModel, job: CompletionJob, emit: Callable[[str], None
                            max_new_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p,
                            seed=job.seed, stop=job.stop, seq2seq=loaded.kind == "seq2seq-lm", halt=halt)
     return CompletionEnd(finish_reason=streamed.finish_reason, prompt_tokens=streamed.prompt_tokens,
-                         completion_tokens=streamed.completion_tokens, prompt_truncated=streamed.prompt_truncated)
+                         completion_tokens=streamed.completion_tokens, prompt_truncated=streamed.prompt_truncated,
+                         text_tokens=streamed.text_tokens)
