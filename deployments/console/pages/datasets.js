@@ -52,21 +52,32 @@ export async function render(main) {
       h("pre", { text: detail.rows.map((row) => JSON.stringify(row)).join("\n") })));
   }
 
+  async function remove(filename) {
+    if (!confirm(`Delete ${filename}?`)) return;
+    try {
+      await api(`api/datasets/${encodeURIComponent(filename)}`, { method: "DELETE" });
+      await refresh();
+    } catch (error) {
+      clear(preview, h("p.error", { text: errorText(error) }));
+    }
+  }
+
+  function row(d) {
+    const open = () => show(d.filename).catch((error) => clear(preview, h("p.error", { text: errorText(error) })));
+    return h("tr", { "data-dataset": d.filename },
+      h("td", {}, h("button.secondary", { type: "button", text: d.filename, "aria-label": `Preview ${d.filename}`, onclick: open })),
+      h("td", { text: d.format || "—" }), h("td", { text: d.num_examples }), h("td", { text: fmt.mb(d.size_mb) }),
+      h("td.hide-narrow", { text: fmt.time(d.uploaded_at) }),
+      h("td", {}, h("button.danger", { type: "button", text: "Delete", "aria-label": `Delete ${d.filename}`,
+        onclick: () => remove(d.filename) })));
+  }
+
   async function refresh() {
     const { datasets } = await api("api/datasets");
-    clear(list, datasets.length ? h("div.table-wrap", {}, h("table", {},
-      h("thead", {}, h("tr", {}, ["Name", "Format", "Rows", "Size", "Uploaded", ""].map((t) => h("th", { text: t })))),
-      h("tbody", {}, datasets.map((d) => h("tr", { "data-dataset": d.filename },
-        h("td", {}, h("button.secondary", { type: "button", text: d.filename, "aria-label": `Preview ${d.filename}`,
-          onclick: () => show(d.filename).catch((e) => clear(preview, h("p.error", { text: errorText(e) }))) })),
-        h("td", { text: d.format || "—" }), h("td", { text: d.num_examples }), h("td", { text: fmt.mb(d.size_mb) }),
-        h("td.hide-narrow", { text: fmt.time(d.uploaded_at) }),
-        h("td", {}, h("button.danger", { type: "button", text: "Delete", "aria-label": `Delete ${d.filename}`,
-          onclick: async () => {
-            if (!confirm(`Delete ${d.filename}?`)) return;
-            try { await api(`api/datasets/${encodeURIComponent(d.filename)}`, { method: "DELETE" }); await refresh(); }
-            catch (e) { clear(preview, h("p.error", { text: errorText(e) })); }
-          } }))))))))
+    const head = h("thead", {}, h("tr", {}, ["Name", "Format", "Rows", "Size", "Uploaded", ""]
+      .map((t, i) => h(i === 4 ? "th.hide-narrow" : "th", { text: t }))));
+    clear(list, datasets.length
+      ? h("div.table-wrap", {}, h("table", { id: "dataset-table" }, head, h("tbody", {}, datasets.map(row))))
       : h("p.muted", { text: "No dataset yet: upload one above." }));
   }
   await refresh();
