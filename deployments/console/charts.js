@@ -10,16 +10,22 @@ export class StepChart {
     this.values = [];
     this.element = h("figure.chart", { id, "aria-label": title }, h("figcaption", { text: title }));
     container.append(this.element);
-    const width = Math.max(280, Math.min(560, container.clientWidth - 24 || 560));
     this.plot = new uPlot({
-      width, height: 200,
+      width: this.width(), height: 200,
       scales: { x: { time: false } },
       axes: [{ label: "step" }, { size: 60 }],
       series: [{ label: "step" }, { label, stroke: color, width: 2, points: { show: true, size: 4 } }],
       legend: { show: true },
     }, [this.steps, this.values], this.element);
     this.element.dataset.points = "0";
+    // Follow the grid cell's width (a window resize, a phone turned sideways).
+    this.resizer = new ResizeObserver(() => {
+      if (Math.abs(this.plot.width - this.width()) > 1) this.plot.setSize({ width: this.width(), height: 200 });
+    });
+    this.resizer.observe(this.element);
   }
+
+  width() { return Math.max(200, this.element.clientWidth || 320); }
 
   // Add points (step, value); a step already shown is replaced (a restarted run repeats steps).
   add(rows) {
@@ -40,6 +46,5 @@ export class StepChart {
     }
   }
 
-  resize(width) { this.plot.setSize({ width: Math.max(280, Math.min(560, width)), height: 200 }); }
-  destroy() { this.plot.destroy(); }
+  destroy() { this.resizer.disconnect(); this.plot.destroy(); }
 }

@@ -77,7 +77,7 @@ def start_job(page, dataset: str, steps: int) -> str:
     page.select_option("#field-dataset", dataset)
     page.fill("#field-max_steps", str(steps))
     page.fill("#field-learning_rate", "0.005")
-    page.get_by_text("Advanced").click()
+    page.click("#new-job-form summary")
     page.fill("#field-eval_steps", str(steps // 3))
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url(re.compile(r"#/jobs/train_"))
@@ -100,11 +100,12 @@ def story(page, base: str, tmp_path: Path, name: str) -> dict:
     upload(page, bad_dataset(tmp_path))
     errors = page.locator("#upload-errors tbody tr")
     errors.first.wait_for()
-    lines = [errors.nth(i).locator("td").first.inner_text() for i in range(errors.count())]
-    assert lines == ["2", "3"], lines
+    cells = [errors.nth(i).locator("td").all_inner_texts() for i in range(errors.count())]
+    by_line = {line: error for line, error in cells}
+    assert "output" in by_line["2"] and "JSON" in by_line["3"], cells
     screenshot(page, f"{name}-datasets-refused")
 
-    dataset = f"{name}_story.jsonl"
+    dataset = f"{name}_story_{secrets.token_hex(3)}.jsonl"
     (tmp_path / dataset).write_bytes(SAMPLE_DATASET.read_bytes())
     page.set_input_files("#dataset-file", str(tmp_path / dataset))
     page.wait_for_selector(f"#upload-result .ok:has-text('{dataset}')")
@@ -114,7 +115,7 @@ def story(page, base: str, tmp_path: Path, name: str) -> dict:
     job_id = start_job(page, dataset, STORY_STEPS)
     readings = watch_training(page, job_id)
     page.wait_for_selector("#job-model")
-    page.wait_for_function("document.querySelector('#chart-loss').dataset.points > 0")
+    page.wait_for_selector("#job-charts[data-final]")
     screenshot(page, f"{name}-job")
 
     page.click("#job-model")
@@ -135,10 +136,12 @@ def story(page, base: str, tmp_path: Path, name: str) -> dict:
     page.check("#pg-compare")
     # Every change of the answer's text as it streams in, recorded by the page itself.
     page.evaluate("""() => {
-        const answer = document.querySelector('#pg-answer');
-        window.growth = [];
-        new MutationObserver(() => window.growth.push([answer.dataset.state, answer.textContent.length]))
-            .observe(answer, {childList: true, characterData: true, subtree: true, attributes: true});
+        window.growth = {};
+        for (const answer of document.querySelectorAll('.answer')) {
+            const seen = window.growth[answer.id] = [];
+            new MutationObserver(() => seen.push([answer.dataset.state, answer.textContent.length]))
+                .observe(answer, {childList: true, characterData: true, subtree: true, attributes: true});
+        }
     }""")
     page.click("#pg-generate")
     page.wait_for_selector("#pg-answer[data-state='done']")
@@ -156,10 +159,11 @@ def assert_story(result: dict) -> None:
     # The chart gained points while the job was training (drawn as the feed delivered steps).
     assert any(b > a > 0 for a, b in zip(training, training[1:])), readings
     assert readings[-1][0] == "completed", readings[-1]
-    # The answer grew piece by piece while it streamed, then ended.
-    streamed = [length for state, length in result["growth"] if state == "streaming" and length > 0]
-    assert len(set(streamed)) >= 2 and streamed == sorted(streamed), result["growth"]
-    assert result["growth"][-1][0] == "done"
+    # Both answers (the model's, then its base's) grew piece by piece while they streamed, then ended.
+    for seen in result["growth"].values():
+        streamed = [length for state, length in seen if state == "streaming" and length > 0]
+        assert len(set(streamed)) >= 2 and streamed == sorted(streamed), result["growth"]
+        assert seen[-1][0] == "done"
     with tarfile.open(result["archive"]) as archive:
         names = archive.getnames()
     assert any(n.endswith("/adapter_config.json") for n in names) and any(n.endswith("/README.md") for n in names)
@@ -170,7 +174,7 @@ def test_a_user_trains_and_tries_a_model_through_the_page(service: Service, brow
         watched.expected_statuses = (400,)  # the refused upload
         result = story(context.new_page(), service.url, tmp_path, "open")
     assert_story(result)
-    assert watched.external == [] and watched.unexpected_errors() == []
+    assert (watched.external, watched.unexpected_errors()) == ([], [])
 
 
 def test_the_same_story_with_an_api_key(keyed: Service, browser, tmp_path: Path):
@@ -193,7 +197,7 @@ def test_the_same_story_with_an_api_key(keyed: Service, browser, tmp_path: Path)
         # The training feed authenticated without the key in any URL the page opened.
         assert not any(KEY in url for url in page.evaluate("performance.getEntries().map(e => e.name)"))
     assert_story(result)
-    assert watched.external == [] and watched.unexpected_errors() == []
+    assert (watched.external, watched.unexpected_errors()) == ([], [])
 
 
 def test_the_form_offers_only_what_trains_and_shows_400s_by_their_field(service: Service, browser):
@@ -224,7 +228,7 @@ def test_the_form_offers_only_what_trains_and_shows_400s_by_their_field(service:
         page.select_option("#field-strategy", "sft")
         page.fill("#field-model_name", "forge/tiny-llama")
         page.select_option("#field-dataset", "form_check.jsonl")
-        page.get_by_text("Advanced").click()
+        page.click("#new-job-form summary")
         page.fill("#field-num_workers", "5")  # more workers than the 2-CPU cluster has: the service says so
         page.get_by_role("button", name="Start training").click()
         page.wait_for_selector("#error-num_workers:has-text('num_workers=5 needs 5 CPUs')")
@@ -234,7 +238,7 @@ def test_the_form_offers_only_what_trains_and_shows_400s_by_their_field(service:
         page.wait_for_selector("#error-learning_rate:has-text('less than or equal to 1')")
         assert page.inner_text("#error-num_workers") == ""
         screenshot(page, "new-job-refused")
-    assert watched.external == [] and watched.unexpected_errors() == []
+    assert (watched.external, watched.unexpected_errors()) == ([], [])
 
 
 def test_docs_and_the_console_work_offline_and_at_phone_width(service: Service, browser):
@@ -242,11 +246,11 @@ def test_docs_and_the_console_work_offline_and_at_phone_width(service: Service, 
         page = context.new_page()
         page.goto(service.url + "/docs")
         page.wait_for_selector(".swagger-ui .info .title:has-text('ModelForge')")
-        page.wait_for_selector("text=/api/playground/generate/stream")
+        page.wait_for_selector("[data-path='/api/playground/generate/stream']")
         screenshot(page, "docs")
         page.goto(service.url + "/redoc")
         page.wait_for_selector("h1:has-text('ModelForge')")
-    assert watched.external == [] and watched.unexpected_errors() == []
+    assert (watched.external, watched.unexpected_errors()) == ([], [])
     with browser_context(browser, viewport=PHONE) as (context, watched):
         page = context.new_page()
         pages = (("#/", "text=healthy"), ("#/datasets", "#dataset-drop"), ("#/new", "#new-job-form"),
@@ -256,7 +260,7 @@ def test_docs_and_the_console_work_offline_and_at_phone_width(service: Service, 
             page.wait_for_selector(ready)
             assert fits_width(page), hash_
             screenshot(page, f"phone-{hash_.strip('#/') or 'overview'}")
-    assert watched.external == [] and watched.unexpected_errors() == []
+    assert (watched.external, watched.unexpected_errors()) == ([], [])
 
 
 def test_the_ray_dashboard_shows_a_running_job(service: Service, browser):
@@ -273,7 +277,7 @@ def test_the_ray_dashboard_shows_a_running_job(service: Service, browser):
         with context.expect_page() as opened:
             page.click("#job-dashboard")
         dashboard = opened.value
-        dashboard.get_by_role("textbox").first.fill(token)
+        dashboard.get_by_placeholder("Enter your authentication token").fill(token)
         dashboard.keyboard.press("Enter")
         dashboard.wait_for_selector(f"text={job_id}", timeout=60_000)
         assert "RUNNING" in dashboard.inner_text("body")

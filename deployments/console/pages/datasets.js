@@ -28,7 +28,7 @@ export async function render(main) {
       clear(result, h("p.error", { text: `${file.name} was refused: ${errorText(error)}` }), report?.errors?.length
         ? h("div.table-wrap", {}, h("table", { id: "upload-errors", "aria-label": "Errors by line" },
           h("thead", {}, h("tr", {}, h("th", { text: "Line" }), h("th", { text: "Error" }))),
-          h("tbody", {}, report.errors.map((e) => h("tr", {}, h("td", { text: e.line || "file" }), h("td", { text: e.error }))))),
+          h("tbody", {}, report.errors.map((e) => h("tr", {}, h("td", { text: e.line || "whole file" }), h("td", { text: e.error }))))),
           report.total_errors > report.errors.length ? h("p.muted", { text: `${report.total_errors} errors in all.` }) : null)
         : null);
     } finally {

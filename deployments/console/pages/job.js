@@ -77,13 +77,26 @@ export async function render(main, jobId) {
       [h("dt", { text: k }), h("dd.mono", { text: JSON.stringify(v) })])));
   }
 
-  async function linkDashboard() {
+  let linking = null;
+  function linkDashboard() {
+    linking = linking || findRun().finally(() => { linking = null; });
+    return linking;
+  }
+
+  async function findRun() {
     const link = await api(`api/jobs/${encodeURIComponent(jobId)}/dashboard`).catch(() => null);
-    if (link?.url) {
+    if (link?.found || (link?.url && dashboard.hidden)) {
       dashboard.href = link.url;
       dashboard.hidden = false;
+      dashboard.textContent = link.found ? "Open its run in the Ray dashboard" : "Open the Ray dashboard";
       dashboard.title = "The dashboard asks for a token: `ray get-auth-token` prints it";
     }
+  }
+
+  // Events, logs and checkpoints follow the job too: at most one refresh every 2 s while it runs.
+  let detailsDue = null;
+  function refreshDetails() {
+    detailsDue = detailsDue || setTimeout(() => { detailsDue = null; details().catch(() => {}); }, 2000);
   }
 
   let close = () => {};
@@ -95,8 +108,11 @@ export async function render(main, jobId) {
       if (s.job_id !== jobId) return;
       live(s);
       showStatus(s);
-      if (s.status === "training" && dashboard.hidden) linkDashboard();
-      if (TERMINAL.includes(s.status)) Promise.all([history(), details(), linkDashboard()]).catch(() => {});
+      if (s.status === "training" && !dashboard.href.includes("/tasks/")) linkDashboard();
+      if (!TERMINAL.includes(s.status)) return refreshDetails();
+      // The whole history once the job ended (steps the feed coalesced included); data-final says it is shown.
+      Promise.all([history(), details(), linkDashboard()])
+        .then(() => { chartBox.dataset.final = "true"; }).catch(() => {});
     }, () => { feedOpen = false; });
   }
 
@@ -105,5 +121,6 @@ export async function render(main, jobId) {
   follow();
   await Promise.all([details(), linkDashboard()]);
   const timer = setInterval(() => status && ACTIVE.includes(status.status) && showStatus(status), 5000);
-  return () => { close(); clearInterval(timer); Object.values(charts).forEach((c) => c.destroy()); };
+  if (TERMINAL.includes(status.status)) chartBox.dataset.final = "true";
+  return () => { close(); clearInterval(timer); clearTimeout(detailsDue); Object.values(charts).forEach((c) => c.destroy()); };
 }
