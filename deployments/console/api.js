@@ -27,18 +27,20 @@ function headers(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
-async function errorOf(response) {
+// `usedKey`: the key the request carried (null: none), so a refused key is told from a missing one.
+async function errorOf(response, usedKey) {
   let body = {};
   try { body = await response.json(); } catch { body = { detail: response.statusText }; }
-  if (response.status === 401) onUnauthorized(body);
+  if (response.status === 401) onUnauthorized(usedKey);
   return new ApiError(response.status, body);
 }
 
 export async function api(path, { method = "GET", json, signal } = {}) {
   const init = { method, signal, headers: headers(json === undefined ? {} : { "Content-Type": "application/json" }) };
   if (json !== undefined) init.body = JSON.stringify(json);
+  const usedKey = apiKey.get();
   const response = await fetch(path, init);
-  if (!response.ok) throw await errorOf(response);
+  if (!response.ok) throw await errorOf(response, usedKey);
   return response.json();
 }
 
@@ -58,13 +60,14 @@ export async function allPages(path, field) {
 export function upload(file, onProgress) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
+    const usedKey = apiKey.get();
     request.open("POST", "api/upload_dataset");
     for (const [name, value] of Object.entries(headers())) request.setRequestHeader(name, value);
     request.upload.onprogress = (event) => event.lengthComputable && onProgress(event.loaded / event.total);
     request.onload = () => {
       let body = {};
       try { body = JSON.parse(request.responseText); } catch { body = { detail: request.statusText }; }
-      if (request.status === 401) onUnauthorized(body);
+      if (request.status === 401) onUnauthorized(usedKey);
       request.status < 300 ? resolve(body) : reject(new ApiError(request.status, body));
     };
     request.onerror = () => reject(new ApiError(0, { detail: "the upload could not reach the service" }));
@@ -76,10 +79,11 @@ export function upload(file, onProgress) {
 
 // POST /api/playground/generate/stream: calls onToken(text) per piece; resolves with the `done` event's data.
 export async function generateStream(body, onToken, signal) {
+  const usedKey = apiKey.get();
   const response = await fetch("api/playground/generate/stream", {
     method: "POST", signal, headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body),
   });
-  if (!response.ok) throw await errorOf(response);
+  if (!response.ok) throw await errorOf(response, usedKey);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

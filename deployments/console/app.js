@@ -1,6 +1,6 @@
 // The console: a hash router over the pages, the API key prompt, and the notice line.
 import { api, apiKey, setUnauthorizedHandler } from "./api.js";
-import { clear, h } from "./dom.js";
+import { clear, errorText, h } from "./dom.js";
 import * as overview from "./pages/overview.js";
 import * as datasets from "./pages/datasets.js";
 import * as newJob from "./pages/new_job.js";
@@ -42,7 +42,7 @@ function route() {
       const cleanup = page.render(main, match[1] ? decodeURIComponent(match[1]) : undefined);
       // A page may return its cleanup (close a socket, stop a timer) directly or from a promise.
       Promise.resolve(cleanup).then((fn) => { if (typeof fn === "function") leave = fn; })
-        .catch((error) => showNotice(error.message));
+        .catch((error) => { if (error.status !== 401) showNotice(errorText(error)); });
       return;
     }
   }
@@ -52,17 +52,21 @@ function route() {
 // The key prompt: a 401 anywhere opens it; a key that the service refuses again says so.
 const dialog = document.getElementById("key-dialog");
 const keyError = document.getElementById("key-error");
-setUnauthorizedHandler(() => {
-  const hadKey = Boolean(apiKey.get());
-  apiKey.clear();
-  keyError.textContent = hadKey ? "The service refused that key. Check FORGE_API_KEY and try again." : "";
-  showNotice(hadKey ? "Wrong API key: the service refused it." : "This service needs an API key.");
+setUnauthorizedHandler((usedKey) => {
+  if (usedKey) {
+    if (apiKey.get() === usedKey) apiKey.clear();
+    keyError.textContent = "The service refused that key. Check FORGE_API_KEY and try again.";
+    showNotice("Wrong API key: the service refused it.");
+  } else if (!keyError.textContent) {
+    showNotice("This service needs an API key.");
+  }
   if (!dialog.open) dialog.showModal();
 });
 document.getElementById("key-form").addEventListener("submit", () => {
   const input = document.getElementById("key-input");
   apiKey.set(input.value.trim());
   input.value = "";
+  keyError.textContent = "";
   route();
 });
 
@@ -70,7 +74,7 @@ window.addEventListener("hashchange", route);
 // Say so when the service cannot be reached at all, rather than leave a blank page.
 window.addEventListener("unhandledrejection", (event) => {
   event.preventDefault();
-  showNotice(`Something failed: ${event.reason?.message || event.reason}`);
+  if (event.reason?.status !== 401) showNotice(`Something failed: ${errorText(event.reason)}`);
 });
 api("api/health").catch(() => showNotice("The service does not answer; is `make serve` running?"));
 route();

@@ -126,7 +126,8 @@ def story(page, base: str, tmp_path: Path, name: str) -> dict:
     page.wait_for_selector(f"#model-note:has-text('Renamed to {new_name}')")
     with page.expect_download() as download:
         page.click("#model-download")
-    archive = Path(download.value.path())
+    archive = tmp_path / f"{name}-model.tar.gz"
+    download.value.save_as(archive)  # the browser's own copy goes with its context
     screenshot(page, f"{name}-model")
 
     page.get_by_role("link", name="Try it in the playground").click()
@@ -254,7 +255,7 @@ def test_docs_and_the_console_work_offline_and_at_phone_width(service: Service, 
     with browser_context(browser, viewport=PHONE) as (context, watched):
         page = context.new_page()
         pages = (("#/", "text=healthy"), ("#/datasets", "#dataset-drop"), ("#/new", "#new-job-form"),
-                 ("#/jobs", "#job-list"), ("#/models", "main h1"), ("#/playground", "main h1"))
+                 ("#/jobs", "#job-list table, #job-list a"), ("#/models", "main h1"), ("#/playground", "main h1"))
         for hash_, ready in pages:
             page.goto(f"{service.url}/{hash_}")
             page.wait_for_selector(ready)

@@ -23,25 +23,38 @@ export async function render(main, jobId) {
   let status = null;
   let lastEval = null;
 
+  // The status card is built once and updated in place: its buttons stay put (and keep focus) as steps arrive.
+  const badgeBox = h("span");
+  const percent = h("span", { id: "job-progress-text" });
+  const timeLeft = h("span.muted");
+  const bar = h("progress", { id: "job-progress", max: 100, value: 0, "aria-label": "Job progress" });
+  const facts = h("dl.kv");
+  const stop = h("button.danger", { type: "button", text: "Stop", hidden: true,
+    onclick: () => act("api/stop_training?job_id=" + encodeURIComponent(jobId)) });
+  const resume = h("button.secondary", { type: "button", text: "Resume", hidden: true,
+    onclick: () => act(`api/jobs/${encodeURIComponent(jobId)}/resume`) });
+  const actionError = h("p.error", { role: "alert" });
+  head.append(h("div.row", {}, badgeBox, percent, timeLeft), bar, facts, h("div.row", {}, stop, resume, dashboard), actionError);
+
   function showStatus(s) {
     status = s;
     const left = s.estimated_finish ? (new Date(s.estimated_finish) - new Date()) / 1000 : null;
-    const stop = h("button.danger", { type: "button", text: "Stop", onclick: () => act("api/stop_training?job_id=" + encodeURIComponent(jobId)) });
-    const resume = h("button.secondary", { type: "button", text: "Resume", onclick: () => act(`api/jobs/${encodeURIComponent(jobId)}/resume`) });
-    clear(head, h("div.row", {}, badge(s.status), h("span", { id: "job-progress-text", text: `${Math.round(s.progress)}%` }),
-      h("span.muted", { text: left !== null && ACTIVE.includes(s.status) ? `about ${fmt.duration(left)} left` : "" })),
-    h("progress", { id: "job-progress", max: 100, value: s.progress, "aria-label": "Job progress" }),
-    h("dl.kv", {}, h("dt", { text: "Step" }), h("dd", { text: `${s.current_step} of ${s.total_steps || "?"}` }),
+    clear(badgeBox, badge(s.status));
+    percent.textContent = `${Math.round(s.progress)}%`;
+    timeLeft.textContent = left !== null && ACTIVE.includes(s.status) ? `about ${fmt.duration(left)} left` : "";
+    bar.value = s.progress;
+    clear(facts, h("dt", { text: "Step" }), h("dd", { text: `${s.current_step} of ${s.total_steps || "?"}` }),
       h("dt", { text: "Epoch" }), h("dd", { text: `${fmt.number(s.current_epoch, 3)} of ${s.total_epochs}` }),
       h("dt", { text: "Loss" }), h("dd", { id: "job-loss", text: fmt.number(s.loss) }),
       h("dt", { text: "Message" }), h("dd", { text: s.message || "—" }),
-      s.model_id ? [h("dt", { text: "Model" }), h("dd", {}, h("a", { id: "job-model", href: `#/models/${s.model_id}`, text: `model ${s.model_id}` }))] : null),
-    h("div.row", {}, ACTIVE.includes(s.status) && s.status !== "stopping" ? stop : null,
-      ["stopped", "failed", "interrupted"].includes(s.status) ? resume : null, dashboard));
+      s.model_id ? [h("dt", { text: "Model" }), h("dd", {}, h("a", { id: "job-model", href: `#/models/${s.model_id}`, text: `model ${s.model_id}` }))] : null);
+    stop.hidden = !ACTIVE.includes(s.status) || s.status === "stopping";
+    resume.hidden = !["stopped", "failed", "interrupted"].includes(s.status);
   }
 
   async function act(path) {
-    try { await api(path, { method: "POST" }); } catch (error) { head.append(h("p.error", { text: errorText(error) })); }
+    actionError.textContent = "";
+    try { await api(path, { method: "POST" }); } catch (error) { actionError.textContent = errorText(error); }
     if (TERMINAL.includes(status?.status) || !feedOpen) follow();
   }
 
