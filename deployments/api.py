@@ -140,7 +140,8 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, PlaygroundStreamRoutes, C
         status = await self.manager.provider_status.remote()
         unsloth = ProviderStatus.model_validate(status["unsloth"])
         supported = catalog.supported_combinations(unsloth)
-        formats = {f"{c['task']}/{c['strategy']}": list(catalog.formats_for(c["task"], c["strategy"])) for c in supported}
+        formats = {f"{c['task']}/{c['strategy']}": list(catalog.formats_for(c["task"], c["strategy"]))
+                   for c in supported}
         return InfoResponse(
             providers=list(PROVIDERS), strategies=list(STRATEGIES), tasks=list(TASKS),
             supported=supported, provider_status=status, dataset_formats=formats,

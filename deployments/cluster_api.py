@@ -1,4 +1,4 @@
-"""GET /api/cluster and GET /api/jobs/{job_id}/dashboard: the cluster's resources and the job's page in the Ray dashboard.
+"""GET /api/cluster and GET /api/jobs/{job_id}/dashboard: the cluster, and a job's page in the Ray dashboard.
 
 A mixin of the ingress. The dashboard's address comes from the cluster's own record
 (the GCS key-value store), the job's run from Ray's state API: the manager runs each
