@@ -116,6 +116,9 @@ def story(page, base: str, tmp_path: Path, name: str) -> dict:
     readings = watch_training(page, job_id)
     page.wait_for_selector("#job-model")
     page.wait_for_selector("#job-charts[data-final]")
+    # A completed job offers neither stop nor resume.
+    assert not page.get_by_role("button", name="Stop").is_visible()
+    assert not page.get_by_role("button", name="Resume").is_visible()
     screenshot(page, f"{name}-job")
 
     page.click("#job-model")
@@ -254,13 +257,16 @@ def test_docs_and_the_console_work_offline_and_at_phone_width(service: Service, 
     assert (watched.external, watched.unexpected_errors()) == ([], [])
     with browser_context(browser, viewport=PHONE) as (context, watched):
         page = context.new_page()
-        pages = (("#/", "text=healthy"), ("#/datasets", "#dataset-drop"), ("#/new", "#new-job-form"),
-                 ("#/jobs", "#job-list table, #job-list a"), ("#/models", "main h1"), ("#/playground", "main h1"))
+        pages = [("#/", "text=healthy"), ("#/datasets", "#dataset-drop"), ("#/new", "#new-job-form"),
+                 ("#/jobs", "#job-list table, #job-list a"), ("#/models", "main h1"), ("#/playground", "main h1")]
+        jobs = service.get("/api/jobs?limit=1").json()["jobs"]  # one of the session's, when it has run any
+        pages += [(f"#/jobs/{job['job_id']}", "#job-charts[data-final]") for job in jobs]
         for hash_, ready in pages:
             page.goto(f"{service.url}/{hash_}")
             page.wait_for_selector(ready)
             assert fits_width(page), hash_
-            screenshot(page, f"phone-{hash_.strip('#/') or 'overview'}")
+            section = hash_.strip("#/").split("/")[0] or "overview"
+            screenshot(page, f"phone-{section}{'-detail' if hash_.count('/') > 1 else ''}")
     assert (watched.external, watched.unexpected_errors()) == ([], [])
 
 
