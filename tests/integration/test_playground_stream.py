@@ -71,10 +71,30 @@ def test_a_client_that_leaves_mid_stream_frees_the_replica(service: Service, mod
         assert time.monotonic() - asked < full_s
 
 
+def _base_greedy(service: Service) -> str:
+    """The untrained base's greedy answer to PROMPT, prompted as the playground prompts, with plain transformers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from forge.builtin import ensure_builtin
+    from forge.modeling.prompts import causal_prompt
+
+    folder = ensure_builtin("forge/tiny-llama", service.home / "builtin")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer(causal_prompt("text-generation", PROMPT, tokenizer), return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                max_new_tokens=GREEDY["max_new_tokens"], pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
+
+
 def test_the_base_answers_side_by_side(service: Service, model_id: int):
     base = stream(service, {"model_id": model_id, "use_base": True, **GREEDY})
     assert base[-1][0] == "done"
-    assert "".join(d["text"] for n, d in base if n == "token") == base[-1][1]["generated_text"]
+    text = "".join(d["text"] for n, d in base if n == "token")
+    # The adapter switched off: the base's own answer, prompted as the model is.
+    assert text == base[-1][1]["generated_text"] == _base_greedy(service)
     # The adapter is back on for the model's own answer.
     whole = service.post("/api/playground/generate", json={"model_id": model_id, **GREEDY}).json()
     assert stream(service, {"model_id": model_id, **GREEDY})[-1][1]["generated_text"] == whole["generated_text"]
