@@ -26,6 +26,8 @@ from deployments.openai_api import OpenAIRoutes
 from deployments.openai_api import router as openai_router
 from deployments.openai_fine_tuning_api import OpenAIFineTuningRoutes
 from deployments.openai_fine_tuning_api import router as openai_fine_tuning_router
+from deployments.openai_uploads_api import OpenAIUploadRoutes
+from deployments.openai_uploads_api import router as openai_uploads_router
 from deployments.pickling import keep_fastapi_unset_across_pickling
 from deployments.playground_api import PlaygroundStreamRoutes
 from deployments.playground_api import router as playground_router
@@ -46,6 +48,7 @@ from forge.jobs.logs import MAX_TAIL, read_job_log
 from forge.manager_handle import manager_with
 from forge.model_archive import archive_folder_name, model_members, tar_gz_chunks
 from forge.modeling.model_card import CARD_FILE, ModelCard, readme_text
+from forge.openai_uploads import UploadSessions
 from forge.playground_stream import task_input_problem
 from forge.schemas import (
     API_VERSION,
@@ -94,6 +97,7 @@ install_error_handlers(app)
 app.add_middleware(ApiKeyMiddleware)
 app.include_router(openai_router)  # /v1: the OpenAI-compatible routes, methods of ApiIngress by inheritance
 app.include_router(openai_fine_tuning_router)  # /v1/files, /v1/fine_tuning
+app.include_router(openai_uploads_router)  # /v1/uploads
 app.include_router(playground_router)  # /api/playground/generate/stream
 app.include_router(cluster_router)  # /api/cluster, a job's page in the Ray dashboard
 app.include_router(console_router)  # the console at /, its files, /docs and /redoc
@@ -113,8 +117,8 @@ def _model_summary(record: dict[str, Any]) -> dict[str, Any]:
 # only await other actors: Serve's default of 5 would let five subscribers starve every client.
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress(app)
-class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, PlaygroundStreamRoutes, ClusterRoutes,
-                 ConsoleRoutes):
+class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes, PlaygroundStreamRoutes,
+                 ClusterRoutes, ConsoleRoutes):
     def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:
         self.playground = playground
         self.settings = settings
@@ -124,6 +128,8 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, PlaygroundStreamRoutes, C
         # A redeploy with changed settings replaces an idle manager; with jobs running it fails, saying why.
         self.manager = manager_with(settings)
         self.uploads = DatasetUploads(settings, self.storage, self.manager)
+        self.upload_sessions = UploadSessions(self.storage.scratch_dir / "uploads", file_limit=self.uploads.limit_bytes,
+                                              part_limit=int(settings.upload_part_mb * 1024 * 1024))
         # Start the (slow) unsloth environment probe now, so /api/info answers quickly later.
         self.manager.unsloth_status.remote()
         # Jobs a previous life of the service queued start as soon as slots allow.

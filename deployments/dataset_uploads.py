@@ -1,5 +1,5 @@
 """An uploaded dataset file, from the request body to a registered dataset: POST /api/upload_dataset and
-POST /v1/files both store through here, so a file is validated, converted and named the same way.
+POST /v1/files (and a completed /v1/uploads upload) store through here, so a file is validated, converted and named the same way.
 
 The upload is validated from a local file: on a local or mounted storage that file is
 already in datasets/ (hidden), so registering it is a rename; on an object store it is
@@ -10,6 +10,8 @@ converted into that file. A refused upload leaves nothing stored.
 from __future__ import annotations
 
 import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,14 +47,22 @@ class DatasetUploads:
 
     async def store(self, file: UploadFile, format: Optional[str]) -> UploadResponse:
         """Validate, convert and register `file` as a dataset; 400 (with every line's errors) or 413 otherwise."""
-        filename, file_type, stored_name = dataset_files.upload_names(file.filename)
+        return await self._store(file.filename, format, lambda received: self._copy(file, received))
+
+    async def store_local(self, path: Path, filename: str) -> UploadResponse:
+        """As `store`, for a file already on this machine (an assembled upload): it is moved, not copied."""
+        return await self._store(filename, None, lambda received: asyncio.to_thread(shutil.move, path, received))
+
+    async def _store(self, uploaded_name: Optional[str], format: Optional[str],
+                     receive: Callable[[Path], Awaitable[Any]]) -> UploadResponse:
+        filename, file_type, stored_name = dataset_files.upload_names(uploaded_name)
         if format is not None and format not in datasets.FORMATS:
             raise BadRequest(f"unknown dataset format {format!r}; known: {', '.join(datasets.FORMATS)}")
         staged = self.storage.upload_staging_path()
         local = Path(staged) if self.storage.is_local else self.storage.scratch_dir / staged.rsplit("/", 1)[-1]
         received = self.storage.scratch_dir / f"{local.name}{file_type.suffix}" if file_type.converted else local
         try:
-            await self._copy(file, received)
+            await receive(received)
             report = await asyncio.to_thread(dataset_files.stage_upload, received, file_type, local, format)
             if not report.valid:
                 raise BadRequest(

@@ -54,7 +54,7 @@ def _missing_file(file_id: str) -> NotFound:
     return NotFound(f"no file {file_id!r} (GET /v1/files lists them)", extra={"param": "file_id"})
 
 
-def _with_line_errors(error: BadRequest) -> BadRequest:
+def with_line_errors(error: BadRequest) -> BadRequest:
     """An upload's refusal with its first line errors in the message: OpenAI's error shape has no other field."""
     report = error.extra.get("validation") or {}
     lines = [f"line {e['line']}: {e['error']}" for e in report.get("errors", [])[:_SHOWN_LINE_ERRORS]]
@@ -95,7 +95,7 @@ class OpenAIFineTuningRoutes:
         try:
             stored = await self.uploads.store(file, None)
         except BadRequest as error:
-            raise _with_line_errors(error) from None
+            raise with_line_errors(error) from None
         return await self._file(stored.filename)
 
     @router.get("/files", response_model=CursorPage[FileObject])

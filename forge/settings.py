@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         "with the reason, and frees its slot",
     )
     max_upload_mb: float = Field(1024, gt=0, description="larger uploads get 413")
+    upload_part_mb: float = Field(
+        64, gt=0, description="largest part of a `/v1/uploads` upload (413 beyond); a large file goes in parts, "
+        "so the service holds at most about one part in memory",
+    )
     dataset_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="`:`-separated folders whose JSONL files may be trained on by path",

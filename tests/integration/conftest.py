@@ -28,6 +28,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     os.environ["FORGE_HOME"] = str(home)
     os.environ["FORGE_STOP_GRACE_S"] = "20"
     os.environ["FORGE_MAX_UPLOAD_MB"] = "2"
+    os.environ["FORGE_UPLOAD_PART_MB"] = "1"
     dataset_root = home / "dataset-root"
     dataset_root.mkdir()
     os.environ["FORGE_DATASET_ROOTS"] = str(dataset_root)
