@@ -103,7 +103,7 @@ class Playground:
 
         generating = asyncio.ensure_future(asyncio.to_thread(
             self.models.answer, model_id, lambda: self._model_dir(model_id),
-            lambda loaded: complete(loaded, job, emit, halt)))
+            lambda loaded: complete(loaded, job, emit, halt), use_base=job.use_base))
         # Scheduled after every emit of the thread, so it arrives after the last piece.
         generating.add_done_callback(lambda _: pieces.put_nowait(None))
         try:

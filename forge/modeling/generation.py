@@ -26,6 +26,8 @@ class Streamed:
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
     prompt_truncated: bool
+    # The completion's tokens less special ones (an end of sequence): what `generate_texts` counts.
+    text_tokens: int = 0
 
 
 def context_length(model: Any) -> int:
@@ -122,13 +124,17 @@ def stream_text(
     inputs = _inputs(model, tokenizer, prompt, max_new_tokens, seq2seq)
 
     # Defined here: their bases come from transformers, which this module imports only when it generates.
+    special = set(tokenizer.all_special_ids)
+
     class Counting(TextIteratorStreamer):
         generated = 0
+        special_generated = 0
         last: Optional[int] = None
 
         def put(self, value: Any) -> None:
             if not (self.skip_prompt and self.next_tokens_are_prompt):
                 self.generated += value.numel()
+                self.special_generated += sum(1 for t in value.reshape(-1).tolist() if t in special)
                 self.last = int(value.reshape(-1)[-1])
             super().put(value)
 
@@ -169,4 +175,4 @@ def stream_text(
     eos_ids = set(eos if isinstance(eos, list) else [eos])
     ran_out = streamer.generated >= inputs.new_tokens_allowed and streamer.last not in eos_ids
     return Streamed(inputs.ids.shape[1], streamer.generated, "length" if ran_out and not matcher.stopped else "stop",
-                    inputs.truncated)
+                    inputs.truncated, text_tokens=streamer.generated - streamer.special_generated)

@@ -132,17 +132,28 @@ class AdapterCache:
     def respond(self, key: str, request: GenerateRequest, model_dir: Callable[[], Path]) -> dict[str, Any]:
         return self.answer(key, model_dir, lambda loaded: respond(loaded, request))
 
-    def answer(self, key: str, model_dir: Callable[[], Path], work: Callable[[LoadedModel], T]) -> T:
-        """Run `work` with the model `key` active on its base (holding the base's lock throughout)."""
+    def answer(self, key: str, model_dir: Callable[[], Path], work: Callable[[LoadedModel], T], *,
+               use_base: bool = False) -> T:
+        """Run `work` with the model `key` active on its base (holding the base's lock throughout).
+
+        With `use_base`, `work` gets the base itself, the adapter switched off, prompted as model `key`
+        (its task and tokenizer): the answer to compare against. A merged model has no base to offer.
+        """
         for _ in range(_LOAD_ATTEMPTS):
             base, name = self._get(key, model_dir)
             with base.lock:
                 adapter = base.adapters.get(name)
                 if adapter is None:  # evicted after _get: load it again
                     continue
+                if use_base and adapter.slot is None:
+                    raise ValueError(f"model {key} is merged: its base is not loaded beside it")
                 self._activate(base, name, adapter)
                 model = base.model if adapter.slot is None else base.peft
-                return work(LoadedModel(model, adapter.tokenizer, adapter.task, base.kind))
+                loaded = LoadedModel(model, adapter.tokenizer, adapter.task, base.kind)
+                if not use_base:
+                    return work(loaded)
+                with base.peft.disable_adapter():
+                    return work(loaded)
         raise RuntimeError(f"model {key} was evicted {_LOAD_ATTEMPTS} times before it could answer")
 
     # ------------------------------------------------------------------ internals

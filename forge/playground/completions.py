@@ -41,9 +41,10 @@ def complete(loaded: LoadedModel, job: CompletionJob, emit: Callable[[str], None
             emit(span.text)
         count = lambda text: len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
         return CompletionEnd(finish_reason="stop", prompt_tokens=count(question) + count(context),
-                             completion_tokens=count(span.text) if span.text else 0)
+                             completion_tokens=count(span.text) if span.text else 0, score=span.score)
     streamed = stream_text(loaded.model, loaded.tokenizer, job_prompt(loaded, job), emit,
                            max_new_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p,
                            seed=job.seed, stop=job.stop, seq2seq=loaded.kind == "seq2seq-lm", halt=halt)
     return CompletionEnd(finish_reason=streamed.finish_reason, prompt_tokens=streamed.prompt_tokens,
-                         completion_tokens=streamed.completion_tokens)
+                         completion_tokens=streamed.completion_tokens, prompt_truncated=streamed.prompt_truncated,
+                         text_tokens=streamed.text_tokens)
