@@ -83,6 +83,8 @@ def main() -> None:
                                        upload_whole(service.url, path, path.name))
                         runs[kind].append({"seconds": seconds,
                                            "growth": sum(rss.peak.values()) - sum(rss.before.values())})
+                        log(f"{kind}: {seconds:.1f} s; peak RSS growth " + ", ".join(
+                            f"{name} {rss.peak[name] - rss.before[name]:.0f} MB" for name in pids))
                         if service.owned:  # keep the temp disk small; the registry entries are harmless here
                             for stored in (service.home / "datasets").glob("bench-upload-*"):
                                 stored.unlink()
