@@ -38,10 +38,18 @@ $(UNSLOTH_STAMP): envs/unsloth.txt pyproject.toml
 install: $(STAMP) $(UNSLOTH_STAMP)
 
 serve: install
-	@echo "ModelForge API on http://localhost:8000 (Ray dashboard: http://127.0.0.1:8265). Ctrl-C stops everything."
+	@echo "ModelForge console on http://localhost:8000/ (API docs: /docs). Ctrl-C stops everything."
+	@echo "Ray dashboard: http://127.0.0.1:8265 - it asks for a token (Ray's token authentication is on);"
+	@echo "  once the service runs, '$(BIN)/ray get-auth-token' (in another terminal) prints it."
 	$(BIN)/serve run deployments.app:app
 
-test: install
+# The console's browser tests drive Debian's chromium through Playwright (whose own browser download
+# needs the internet): installed once, here, when it is missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q chromium
+
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 # Benchmarks (not tests): each script compares ours with the bare library in one run

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,7 @@ class BenchService:
         # Ours to shut down (started by this script), or a running one to leave as found.
         self.owned = owned
         self.jobs: list[str] = []  # the jobs this script started, in order
+        self.registered: list[int] = []  # the models this script registered from checkpoints
         # One kept-alive connection: the bench calls from one thread, and what it times is the service.
         # Posts may train or upload for minutes: 600 s, and gets 120 s.
         self.client = ForgeClient(self.url, timeout=600, session=requests.Session())
@@ -112,6 +114,9 @@ class BenchService:
                     status = self.client.wait(job_id, TERMINAL_STATUSES, timeout=300)
                 if status.get("model_id") is not None:
                     self.client.delete_model(status["model_id"])
+        for model_id in self.registered:
+            with _or_exit():
+                self.client.delete_model(model_id)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.client.get(path, **{"timeout": 120, **kwargs})
@@ -128,6 +133,24 @@ class BenchService:
         job_id = self.post("/api/start_training", json=body).json()["job_id"]
         self.jobs.append(job_id)
         return job_id
+
+    def wait_for_checkpoints(self, job_id: str, count: int, timeout: float = 900) -> list[int]:
+        """The steps of the job's registrable checkpoints, once it keeps at least `count`."""
+        deadline = time.monotonic() + timeout
+        with _or_exit():
+            while len(steps := [c["step"] for c in self.client.checkpoints(job_id) if c["registrable"]]) < count:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{job_id} kept {len(steps)} checkpoints in {timeout:.0f} s, not {count}")
+                time.sleep(0.2)
+        return sorted(steps)
+
+    def register_checkpoints(self, job_id: str, count: int) -> list[int]:
+        """Register the job's latest `count` checkpoints as models (oldest first): their ids, deleted by close()."""
+        steps = self.wait_for_checkpoints(job_id, count)[-count:]
+        with _or_exit():
+            models = [self.client.register_checkpoint(job_id, step)["id"] for step in steps]
+        self.registered += models
+        return models
 
     def upload(self, path: Path) -> str:
         """The stored name of the JSONL file at `path`, uploaded as multipart."""

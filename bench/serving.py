@@ -11,7 +11,8 @@ temporary FORGE_HOME), started once and measured over HTTP:
    minus the replica's own generation time) vs GET /api/health.
 3. The first request for a second adapter of a base the replica holds (adapter
    switch) vs the first request for an adapter of a base it does not hold (cold
-   load); load time = wall time minus generation time.
+   load); load time = wall time minus generation time. The two adapters are the
+   two checkpoints the job of (1) keeps, registered as models once it is stopped.
 4. POST /api/upload_dataset of 100 MB and 1 GB JSONL vs a plain process copying
    the same file to disk and validating it (validate_jsonl); the RSS of the
    ingress replica and Serve's proxy during the upload vs before it.
@@ -23,13 +24,11 @@ the built-in tokenizer); --quick uses forge/tiny-llama and small files.
 With --url, --home and --dashboard it measures a service that is already running
 instead of starting one. It must run on this machine with local storage: the plain
 process loads the trained models from its FORGE_HOME, and the RSS figures find its
-processes through its Ray dashboard. That service keeps its own settings, so two
-things differ from a run on our own service (2 jobs at once, 4 GB uploads): the two
-models of (3) train one after the other (a service allows one job at a time by
-default), which changes no figure; and the uploads must fit its FORGE_MAX_UPLOAD_MB
-(1024 by default, too small for the full run's 1 GB file: pass --upload-mb), so
---quick uploads 0.5 and 1.5 MB there (the test session allows 2). The uploads stay
-in its datasets (the API deletes none); the models this script trained are deleted.
+processes through its Ray dashboard. That service keeps its own settings (ours: 4 GB
+uploads), so the uploads must fit its FORGE_MAX_UPLOAD_MB (1024 by default, too
+small for the full run's 1 GB file: pass --upload-mb), and --quick uploads 0.5 and
+1.5 MB there (the test session allows 2). The uploads stay in its datasets (the API
+deletes none); the models this script trained or registered are deleted.
 
     .venv/bin/python bench/serving.py [--repeats 3] [--quick] [--write] [--upload-mb MB ...]
         [--url URL --home FORGE_HOME --dashboard URL]
@@ -60,6 +59,7 @@ from dataset_validation import generate as generate_jsonl
 DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
 PROMPT = "Tell me a story about a river and a boat."
 CLIENTS = 20
+CHECKPOINT_STEPS = 20  # the long job's: two checkpoints within a minute of its start
 # The full run's base: big enough that loading it is a measurable cost (about 26M parameters, 100 MB).
 MODERATE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 8,
             "intermediate_size": 1376, "max_position_embeddings": 512}
@@ -67,8 +67,8 @@ MODERATE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8
 
 # ------------------------------------------------------------------ the service
 
-# The settings of the service this script starts: 2 jobs side by side, 4 GB uploads (1 GB files and more).
-SETTINGS = {"FORGE_MAX_UPLOAD_MB": "4096", "FORGE_STOP_GRACE_S": "20", "FORGE_MAX_CONCURRENT_JOBS": "2"}
+# The settings of the service this script starts: 4 GB uploads (1 GB files and more).
+SETTINGS = {"FORGE_MAX_UPLOAD_MB": "4096", "FORGE_STOP_GRACE_S": "20"}
 
 
 class Service(BenchService):
@@ -344,28 +344,24 @@ def main() -> None:
             loads: dict[str, list[float]] = {"switch": [], "cold": []}
             pairs = []
             for r in range(1, repeats + 1):
-                job = service.start(bases[r], dataset, max_steps=100_000, num_workers=load_workers)
+                # Its checkpoints (two kept) become the two models of base r that (3) loads.
+                job = service.start(bases[r], dataset, max_steps=100_000, num_workers=load_workers,
+                                    save_steps=CHECKPOINT_STEPS)
                 service.wait(job, {"training"})
                 log(f"repetition {r}: status load while training")
                 latency["training"] += status_load(service.url, "/api/training_status", window_s)
                 if service.status(job)["status"] != "training":
                     raise SystemExit(f"the job left training during the measurement: {service.status(job)}")
+                service.wait_for_checkpoints(job, 2)
                 service.post("/api/stop_training", params={"job_id": job})
                 service.wait(job, {"stopped"})
+                first, second = service.register_checkpoints(job, 2)  # a stopped job keeps its checkpoints
                 # A job's end starts the next job's spare runner (a new process and its imports, a few
                 # seconds of CPU): idle means after that.
                 time.sleep(settle_s)
                 log(f"repetition {r}: status and health load, idle")
                 latency["idle"] += status_load(service.url, "/api/training_status", window_s)
                 latency["health"] += status_load(service.url, "/api/health", window_s)
-                # Two models of base r: side by side (one worker each) in our service; one after the
-                # other in a running one, which may allow a single job. Only the time to get them differs.
-                if service.owned:
-                    jobs = [service.start(bases[r], dataset, max_steps=2, learning_rate=lr) for lr in (5e-3, 2e-2)]
-                    first, second = (service.wait(j, {"completed"})["model_id"] for j in jobs)
-                else:
-                    first, second = (service.train(bases[r], dataset, max_steps=2, learning_rate=lr)
-                                     for lr in (5e-3, 2e-2))
                 log(f"repetition {r}: cold load, then adapter switch")
                 for kind, model_id in (("cold", first), ("switch", second)):
                     wall_ms, result = service.generate(model_id, new_tokens)

@@ -17,6 +17,10 @@ from ray.serve.handle import DeploymentHandle
 from deployments.auth import ApiKeyMiddleware
 from deployments.dataset_uploads import DatasetUploads
 from deployments.auth import configure as configure_api_key
+from deployments.cluster_api import ClusterRoutes
+from deployments.cluster_api import router as cluster_router
+from deployments.console_files import ConsoleRoutes
+from deployments.console_files import router as console_router
 from deployments.errors import install_error_handlers, unwrap
 from deployments.openai_api import OpenAIRoutes
 from deployments.openai_api import router as openai_router
@@ -25,6 +29,8 @@ from deployments.openai_fine_tuning_api import router as openai_fine_tuning_rout
 from deployments.openai_uploads_api import OpenAIUploadRoutes
 from deployments.openai_uploads_api import router as openai_uploads_router
 from deployments.pickling import keep_fastapi_unset_across_pickling
+from deployments.playground_api import PlaygroundStreamRoutes
+from deployments.playground_api import router as playground_router
 from deployments.query_check import refuse_unknown_query
 from deployments.training_feed import serve_feed
 from forge import catalog
@@ -43,6 +49,7 @@ from forge.manager_handle import manager_with
 from forge.model_archive import archive_folder_name, model_members, tar_gz_chunks
 from forge.modeling.model_card import CARD_FILE, ModelCard, readme_text
 from forge.openai_uploads import UploadSessions
+from forge.playground_stream import task_input_problem
 from forge.schemas import (
     API_VERSION,
     MAX_ID,
@@ -83,12 +90,17 @@ _HistoryLimit = Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE, description="Ent
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 500, 503)}
 
 keep_fastapi_unset_across_pickling()  # before @serve.ingress below freezes the app
-app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS, dependencies=[Depends(refuse_unknown_query)])
+# /docs and /redoc are deployments/console_files.py's: FastAPI's own load their scripts from a CDN.
+app = FastAPI(title="ModelForge", version=API_VERSION, responses=_ERRORS, dependencies=[Depends(refuse_unknown_query)],
+              docs_url=None, redoc_url=None)
 install_error_handlers(app)
 app.add_middleware(ApiKeyMiddleware)
 app.include_router(openai_router)  # /v1: the OpenAI-compatible routes, methods of ApiIngress by inheritance
 app.include_router(openai_fine_tuning_router)  # /v1/files, /v1/fine_tuning
 app.include_router(openai_uploads_router)  # /v1/uploads
+app.include_router(playground_router)  # /api/playground/generate/stream
+app.include_router(cluster_router)  # /api/cluster, a job's page in the Ray dashboard
+app.include_router(console_router)  # the console at /, its files, /docs and /redoc
 
 
 def _mb(size_bytes: int) -> float:
@@ -105,7 +117,8 @@ def _model_summary(record: dict[str, Any]) -> dict[str, Any]:
 # only await other actors: Serve's default of 5 would let five subscribers starve every client.
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress(app)
-class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes):
+class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes, PlaygroundStreamRoutes,
+                 ClusterRoutes, ConsoleRoutes):
     def __init__(self, playground: DeploymentHandle, settings: Settings) -> None:
         self.playground = playground
         self.settings = settings
@@ -132,9 +145,12 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes):
     async def info(self) -> InfoResponse:
         status = await self.manager.provider_status.remote()
         unsloth = ProviderStatus.model_validate(status["unsloth"])
+        supported = catalog.supported_combinations(unsloth)
+        formats = {f"{c['task']}/{c['strategy']}": list(catalog.formats_for(c["task"], c["strategy"]))
+                   for c in supported}
         return InfoResponse(
             providers=list(PROVIDERS), strategies=list(STRATEGIES), tasks=list(TASKS),
-            supported=catalog.supported_combinations(unsloth), provider_status=status,
+            supported=supported, provider_status=status, dataset_formats=formats,
         )
 
     # -------------------------------------------------------------- datasets
@@ -344,14 +360,9 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes):
         except Exception:
             reply.cancel()
             raise
-        if model["task"] == "extractive-question-answering" and not body.context:
+        if problem := task_input_problem(model["task"], body):
             reply.cancel()
-            raise BadRequest("this model answers questions from a passage: send `context` (and the question "
-                             "in `question` or `prompt`)")
-        if model["task"] != "extractive-question-answering" and body.prompt is None:
-            reply.cancel()
-            raise BadRequest(f"this {model['task']} model answers a `prompt`; `context` and `question` are for "
-                             "extractive QA models")
+            raise BadRequest(problem)
         try:
             result = await reply
         except Exception as error:

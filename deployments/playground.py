@@ -114,7 +114,7 @@ class Playground:
 
         generating = loop.run_in_executor(self._requests, partial(
             self.models.answer, model_id, lambda: self._model_dir(model_id),
-            lambda loaded: complete(loaded, job, emit, halt)))
+            lambda loaded: complete(loaded, job, emit, halt), use_base=job.use_base))
         # Scheduled after every emit of the thread, so it arrives after the last piece.
         generating.add_done_callback(lambda _: pieces.put_nowait(None))
         try:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from fastapi import WebSocket, WebSocketDisconnect
 from ray.exceptions import RayActorError
 
+from deployments.auth import selected_subprotocol
 from deployments.errors import unwrap
 from forge.errors import ForgeError
 from forge.schemas import TERMINAL_STATUSES
@@ -31,7 +32,7 @@ class ManagerAway(Exception):
 
 async def serve_feed(websocket: WebSocket, manager: Any, job_id: Optional[str]) -> None:
     """Accept the socket and follow the feed until the job ends, the client leaves, or the manager stays away."""
-    await websocket.accept()
+    await websocket.accept(subprotocol=selected_subprotocol(websocket.scope))
     pump = asyncio.create_task(_pump(websocket, manager, job_id))
     hangup = asyncio.create_task(_wait_for_disconnect(websocket))
     done, pending = await asyncio.wait({pump, hangup}, return_when=asyncio.FIRST_COMPLETED)

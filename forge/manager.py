@@ -185,7 +185,8 @@ class TrainingManager:
         try:
             self.tracker.starting(job)
             runner = await self.runners.runner_for(job)
-            outcome = await runner.run.remote(job.spec)
+            # Named by the job id: the Ray dashboard shows the run as this task (the console links to it).
+            outcome = await runner.run.options(name=job.record.job_id).remote(job.spec)
         except Exception as error:  # the job ends; the manager lives on
             self.tracker.end_run(job, error, runner_lost=isinstance(error, ray.exceptions.RayActorError))
         else:

@@ -187,6 +187,9 @@ class CompletionJob(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: Optional[int] = None
     stop: list[str] = Field(default_factory=list)
+    # The playground's comparison (POST /api/playground/generate/stream): the same prompt to the
+    # model's base, its adapter switched off.
+    use_base: bool = Field(False, description="Answer with the base model, the adapter switched off.")
 
     def task_input_problem(self, task: str) -> Optional[str]:
         """Why a model of `task` cannot answer this input (None when it can): the message names the fix."""
@@ -214,6 +217,10 @@ class CompletionEnd(BaseModel):
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    # What the playground's streamed generate reports besides (the /v1 replies leave them out).
+    prompt_truncated: bool = False
+    score: Optional[float] = None
+    text_tokens: Optional[int] = Field(None, description="completion_tokens less special ones; None: the same.")
 
 
 # --------------------------------------------------------------------- responses

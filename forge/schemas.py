@@ -364,6 +364,8 @@ class InfoResponse(BaseModel):
     provider_status: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per provider: available, and why (or why not)."
     )
+    dataset_formats: dict[str, list[str]] = Field(
+        default_factory=dict, description="The dataset formats each supported `task/strategy` trains on.")
 
 
 class HealthResponse(BaseModel):

@@ -41,9 +41,10 @@ def complete(loaded: LoadedModel, job: CompletionJob, emit: Callable[[str], None
             emit(span.text)
         count = lambda text: len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
         return CompletionEnd(finish_reason="stop", prompt_tokens=count(question) + count(context),
-                             completion_tokens=count(span.text) if span.text else 0)
+                             completion_tokens=count(span.text) if span.text else 0, score=span.score)
     continued = loaded.continue_text(Continuation(
         job_prompt(loaded, job), job.max_tokens, temperature=job.temperature, top_p=job.top_p, seed=job.seed,
         stop=job.stop, emit=emit, halt=halt))
     return CompletionEnd(finish_reason=continued.finish_reason, prompt_tokens=continued.prompt_tokens,
-                         completion_tokens=continued.completion_tokens)
+                         completion_tokens=continued.completion_tokens, prompt_truncated=continued.prompt_truncated,
+                         text_tokens=continued.text_tokens)

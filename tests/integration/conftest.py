@@ -33,6 +33,10 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     dataset_root.mkdir()
     os.environ["FORGE_DATASET_ROOTS"] = str(dataset_root)
     os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
+    # Two of the processes Ray Train starts per run that no test needs: the spot-preemption watcher
+    # (one more Python process per job) and Train's metrics export. Each job pays less start-up.
+    os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+    os.environ["RAY_TRAIN_METRICS_ENABLED"] = "0"
     port = free_port()
 
     # "local": always a fresh instance, never one a `ray start` elsewhere on this machine left behind.

@@ -40,6 +40,16 @@ def test_an_unknown_query_parameter_is_400_naming_it(service: Service):
     assert openai_style.status_code == 400 and openai_style.json()["error"]["param"] == "purpse"
 
 
+def test_a_single_valued_query_parameter_given_twice_is_400_and_a_list_one_takes_several(service: Service):
+    body = assert_error_shape(service.get("/api/jobs", params=[("limit", 5), ("limit", 6)]), 400)
+    assert "'limit' takes one value" in body["detail"]
+    openai_style = service.get("/v1/files", params=[("after", "a.jsonl"), ("after", "b.jsonl")])
+    assert openai_style.status_code == 400 and openai_style.json()["error"]["param"] == "after"
+    several = service.get("/api/jobs", params=[("status", "completed"), ("status", "failed")])
+    assert several.status_code == 200, several.text
+    assert {job["status"] for job in several.json()["jobs"]} <= {"completed", "failed"}
+
+
 def test_wrong_method_is_405_in_error_shape(service: Service):
     assert_error_shape(requests.put(service.url + "/api/health", timeout=30), 405)
     # A path served by two routes allows the methods of both.

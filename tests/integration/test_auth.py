@@ -6,6 +6,7 @@ to the session's one under /secured (same manager, same Ray instance).
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 
@@ -99,3 +100,30 @@ def test_the_key_never_reaches_the_logs(secured: Service):
     assert logs
     leaked = [path.name for path in logs if KEY.encode() in path.read_bytes()]
     assert leaked == []
+
+
+def _key_subprotocol(key: str) -> str:
+    """The key as a browser offers it: a `forge-key.` subprotocol, base64url without padding."""
+    return "forge-key." + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def test_the_websocket_takes_the_key_as_a_subprotocol(secured: Service):
+    url = secured.ws_url + "/ws/training"
+    with connect(url, open_timeout=30, subprotocols=["forge", _key_subprotocol(KEY)]) as socket:
+        # The server selects `forge`, never the subprotocol that carries the key.
+        assert socket.subprotocol == "forge"
+        assert "status" in json.loads(socket.recv(timeout=30))
+    for offered in (_key_subprotocol("wrong"), _key_subprotocol(KEY[:-1]), "forge-key.!!!!", "forge"):
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(url, open_timeout=30, subprotocols=["forge", offered]):
+                pass
+        assert refused.value.response.status_code == 401
+        assert KEY not in bytes(refused.value.response.body).decode()
+
+
+def test_the_console_page_loads_without_the_key(secured: Service):
+    page = requests.get(secured.url + "/", timeout=30)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert requests.get(secured.url + "/console/app.js", timeout=30).status_code == 200
+    # What the page shows comes from the API, which still needs the key.
+    assert_error_shape(requests.get(secured.url + "/api/models", timeout=30), 401)
