@@ -51,8 +51,6 @@ CONCURRENT = 16
 class Service(BenchService):
     """The service, the models this script registered, and this benchmark's requests."""
 
-    registered: list[int]
-
     def four_models(self, base: str, dataset: str) -> list[dict]:
         """Four checkpoints of one job on `base`, registered as models (the job is stopped after)."""
         body = {"task": "text-generation", "model_name": base, "provider": "huggingface", "strategy": "sft",
@@ -60,15 +58,7 @@ class Service(BenchService):
                 "save_total_limit": MODELS + 2, "per_device_train_batch_size": 2}
         job = self.start_job(body)
         try:
-            deadline = time.monotonic() + 900
-            while len(kept := self.client.checkpoints(job)) < MODELS:
-                if time.monotonic() > deadline or self.status(job)["status"] not in {"queued", "starting", "training"}:
-                    raise SystemExit(f"no {MODELS} checkpoints of {job}: {self.status(job)}")
-                time.sleep(0.5)
-            steps = sorted(c["step"] for c in kept)[-MODELS:]
-            models = [self.client.register_checkpoint(job, step) for step in steps]
-            self.registered = [m["id"] for m in models]
-            return models
+            return [self.client.model(model_id) for model_id in self.register_checkpoints(job, MODELS)]
         finally:
             self.post("/api/stop_training", params={"job_id": job})
             self.wait(job, {"stopped", "completed", "failed"})
@@ -99,10 +89,6 @@ class Service(BenchService):
         ended = time.perf_counter()
         return {"ttft_ms": ((first or ended) - started) * 1000, "s": ended - started, "tokens": tokens,
                 "text": "".join(pieces)}
-
-    def delete_registered(self) -> None:
-        for model_id in getattr(self, "registered", []):
-            self.client.delete_model(model_id)
 
 
 # ------------------------------------------------------------ the plain process
@@ -220,7 +206,6 @@ def main() -> None:
                             statistics.median(together), statistics.median(alone),
                             "ratio >= 2", repeats))
         finally:
-            service.delete_registered()
             service.close()
     if args.write:
         write_table("inference.py", "ours", "baseline", rows)
