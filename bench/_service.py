@@ -152,10 +152,10 @@ class BenchService:
         self.registered += models
         return models
 
-    def upload(self, path: Path) -> str:
-        """The stored name of the JSONL file at `path`, uploaded as multipart."""
+    def upload(self, path: Path, name: str | None = None) -> str:
+        """The stored name of the JSONL file at `path`, uploaded as multipart (as `name`, else its own name)."""
         with _or_exit():
-            return self.client.upload(path)["filename"]
+            return self.client.upload(path, name)["filename"]
 
     def status(self, job_id: str) -> dict:
         with _or_exit():

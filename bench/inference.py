@@ -157,7 +157,8 @@ def main() -> None:
         home = service.home
         try:
             builtin_dir = home / "builtin"
-            dataset = service.upload(DATASET)
+            # A name of its own: a running service's users may have uploaded the sample as it is named.
+            dataset = service.upload(DATASET, name="bench-inference.jsonl")
             base = "forge/tiny-llama" if quick else str(build_base(tmp_dir / "base", builtin_dir, quick))
             log(f"training one job on {'forge/tiny-llama' if quick else 'a moderate Llama'}: {MODELS} checkpoints")
             models = service.four_models(base, dataset)
