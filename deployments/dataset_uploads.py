@@ -18,14 +18,11 @@ from typing import Any, Optional
 from fastapi import UploadFile
 
 from forge import dataset_files, datasets
+from forge.bounded_copy import copy_within, declared_over
 from forge.errors import BadRequest, PayloadTooLarge
 from forge.schemas import UploadResponse
 from forge.settings import Settings
 from forge.storage import Storage
-
-_UPLOAD_CHUNK = 1024 * 1024
-# Multipart framing around the file: a body this much over the limit may still hold a file within it.
-_FRAMING_BYTES = 64 * 1024
 
 
 class DatasetUploads:
@@ -42,12 +39,13 @@ class DatasetUploads:
 
     def refuse_oversized(self, content_length: Optional[str]) -> None:
         """413 before reading a body whose declared length is over FORGE_MAX_UPLOAD_MB."""
-        if content_length and content_length.isdigit() and int(content_length) > self.limit_bytes + _FRAMING_BYTES:
-            raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={self.settings.max_upload_mb:g}")
+        if declared_over(content_length, self.limit_bytes):
+            raise self._too_large()
 
     async def store(self, file: UploadFile, format: Optional[str]) -> UploadResponse:
         """Validate, convert and register `file` as a dataset; 400 (with every line's errors) or 413 otherwise."""
-        return await self._store(file.filename, format, lambda received: self._copy(file, received))
+        return await self._store(file.filename, format,
+                                 lambda received: copy_within(file, received, self.limit_bytes, self._too_large))
 
     async def store_local(self, path: Path, filename: str) -> UploadResponse:
         """As `store`, for a file already on this machine (an assembled upload): it is moved, not copied."""
@@ -82,11 +80,5 @@ class DatasetUploads:
             message=dataset_files.upload_message(filename, file_type, stored_name, record["filename"], report),
         )
 
-    async def _copy(self, file: UploadFile, target: Path) -> None:
-        written, limit = 0, self.limit_bytes
-        with target.open("wb") as out:
-            while chunk := await file.read(_UPLOAD_CHUNK):
-                written += len(chunk)
-                if written > limit:
-                    raise PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={limit / 1024 / 1024:g}")
-                out.write(chunk)
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"upload exceeds FORGE_MAX_UPLOAD_MB={self.settings.max_upload_mb:g}")

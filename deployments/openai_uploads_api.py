@@ -8,7 +8,6 @@ dataset pipeline as POST /v1/files, so it is validated, named and stored the sam
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, File, Request, UploadFile
@@ -20,15 +19,6 @@ from forge.errors import BadRequest
 from forge.openai_uploads import Upload, UploadComplete, UploadCreate, UploadPart, UploadSessions
 
 router = APIRouter(prefix=OPENAI_PREFIX, tags=["OpenAI-compatible fine-tuning"], responses=OPENAI_ERROR_RESPONSES)
-_PART_CHUNK = 1024 * 1024
-# Multipart framing around a part's bytes: a body this much over the limit may still hold a part within it.
-_FRAMING_BYTES = 64 * 1024
-
-
-async def _chunks(file: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await file.read(_PART_CHUNK):
-        yield chunk
-
 
 class OpenAIUploadRoutes:
     """The /v1/uploads routes; the ingress provides `upload_sessions`, `uploads` (the dataset pipeline) and `_file`."""
@@ -51,8 +41,8 @@ class OpenAIUploadRoutes:
         data: UploadFile = File(..., description="The part's bytes (at most FORGE_UPLOAD_PART_MB)."),
     ) -> UploadPart:
         """Add a part; parts may be sent in parallel, their order is given at completion."""
-        self.upload_sessions.refuse_oversized_part(request.headers.get("content-length"), _FRAMING_BYTES)
-        return await self.upload_sessions.add_part(upload_id, _chunks(data))
+        self.upload_sessions.refuse_oversized_part(request.headers.get("content-length"))
+        return await self.upload_sessions.add_part(upload_id, data)
 
     @router.post("/uploads/{upload_id}/complete", response_model=Upload)
     async def openai_complete_upload(self, upload_id: str, body: UploadComplete) -> Upload:

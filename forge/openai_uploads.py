@@ -17,13 +17,14 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
+from forge.bounded_copy import MULTIPART_FRAMING_BYTES, AsyncReadable, copy_within, declared_over
 from forge.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from forge.openai_fine_tuning import FILE_PURPOSE, FileObject
 
@@ -117,26 +118,19 @@ class UploadSessions:
             upload = self._end(upload, "expired")
         return upload
 
-    def refuse_oversized_part(self, content_length: Optional[str], framing: int) -> None:
+    def refuse_oversized_part(self, content_length: Optional[str], framing: int = MULTIPART_FRAMING_BYTES) -> None:
         """413 before reading a part whose declared length (less `framing` bytes of multipart) is over the limit."""
-        if content_length and content_length.isdigit() and int(content_length) > self.part_limit + framing:
+        if declared_over(content_length, self.part_limit, framing):
             raise self._part_too_large()
 
-    async def add_part(self, upload_id: str, chunks: AsyncIterator[bytes]) -> UploadPart:
-        """Write a part to disk as its chunks arrive; it exists (has an id) only once it is whole."""
+    async def add_part(self, upload_id: str, body: AsyncReadable) -> UploadPart:
+        """Write a part to disk as its bytes arrive; it exists (has an id) only once it is whole."""
         self._pending(upload_id)
         part = UploadPart(id=f"part_{secrets.token_hex(12)}", created_at=int(time.time()), upload_id=upload_id)
         target = self._folder(upload_id) / "parts" / part.id
         partial = target.with_name(f".{part.id}.partial")
-        written = 0
         try:
-            with partial.open("wb") as out:
-                async for chunk in chunks:
-                    written += len(chunk)
-                    if written > self.part_limit:
-                        raise self._part_too_large()
-                    out.write(chunk)
-            if written == 0:
+            if await copy_within(body, partial, self.part_limit, self._part_too_large) == 0:
                 raise BadRequest("an upload part needs data", extra={"param": "data"})
             self._pending(upload_id)  # not cancelled or completed while it arrived
             partial.rename(target)

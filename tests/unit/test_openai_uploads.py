@@ -14,13 +14,20 @@ from forge.openai_fine_tuning import FileObject
 from forge.openai_uploads import UploadComplete, UploadCreate, UploadSessions
 
 
-async def _chunks(data: bytes, size: int = 7):
-    for start in range(0, len(data), size):
-        yield data[start:start + size]
+class TrickledBody:
+    """A part's body as the ingress reads it (an UploadFile), arriving a few bytes per read."""
+
+    def __init__(self, data: bytes, per_read: int = 7) -> None:
+        self.data, self.per_read, self.offset = data, per_read, 0
+
+    async def read(self, size: int) -> bytes:
+        piece = self.data[self.offset:self.offset + min(size, self.per_read)]
+        self.offset += len(piece)
+        return piece
 
 
 def add_part(sessions: UploadSessions, upload_id: str, data: bytes) -> str:
-    return asyncio.run(sessions.add_part(upload_id, _chunks(data))).id
+    return asyncio.run(sessions.add_part(upload_id, TrickledBody(data))).id
 
 
 @pytest.fixture
