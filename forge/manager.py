@@ -63,10 +63,15 @@ class TrainingManager:
         self._unsloth_probe: Optional[asyncio.Task] = None
         # Queued jobs never started: they wait on (when a queue is configured) for start_queued.
         self.tracker.mark_orphans_interrupted(keep_queued=settings.queue_size > 0)
-        try:  # a manager restarted by Ray starts what its previous life left queued
-            asyncio.get_running_loop().create_task(self.start_queued())
+        try:
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop runs this constructor (constructed outside Ray)
-            pass
+            return
+        # The first job starts as soon as later ones do: its runner starts (and warms up) now, while
+        # nothing waits for it. Before the queued start below, so that a queued job gets it.
+        self.runners.keep_a_spare()
+        # A manager restarted by Ray starts what its previous life left queued.
+        loop.create_task(self.start_queued())
 
     def _latest_checkpoint_step(self, job_id: str) -> Optional[int]:
         return latest_registered_step(self.storage.uri(self.storage.run_dir(job_id)))

@@ -36,6 +36,9 @@ async def probe_unsloth(python: Path) -> ProviderStatus:
         str(python), "-c", _PROBE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         # The probe must not inherit a PYTHONPATH that points into the core venv.
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        # Seconds of imports on every core the service has: at the lowest priority, so that the
+        # service's start and a first job (which may be running meanwhile) never wait for it.
+        preexec_fn=_lowest_priority,
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), _PROBE_TIMEOUT_S)
@@ -50,6 +53,10 @@ async def probe_unsloth(python: Path) -> ProviderStatus:
         available=True,
         detail=f"unsloth {unsloth_version} (trl {trl_version}, transformers {transformers_version}) on {device}",
     )
+
+
+def _lowest_priority() -> None:
+    os.nice(19)
 
 
 def _error_line(stderr: str) -> str:

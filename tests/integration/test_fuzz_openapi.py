@@ -33,7 +33,8 @@ schema = schemathesis.openapi.from_dict(app.openapi())
 
 @pytest.fixture(scope="module")
 def fuzzed(service: Service, tmp_path_factory: pytest.TempPathFactory):
-    environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("fuzz_home"))}
+    # No spare runner: the fuzzer's made-up requests start no job worth warming a runner for.
+    environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("fuzz_home")), "FORGE_SPARE_RUNNER": "0"}
     with side_app(service, "fuzz", environ, playground_min_replicas=0) as fuzzed:
         yield fuzzed
 
