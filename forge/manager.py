@@ -67,8 +67,8 @@ class TrainingManager:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop runs this constructor (constructed outside Ray)
             return
-        # The first job starts as soon as later ones do: its runner starts (and warms up) now, while
-        # nothing waits for it. Before the queued start below, so that a queued job gets it.
+        # The first job's runner, too, is started and warmed up ahead, while nothing waits for it (a job
+        # that comes before it is warm waits for the rest). Before the queued start below, which takes it.
         self.runners.keep_a_spare()
         # A manager restarted by Ray starts what its previous life left queued.
         loop.create_task(self.start_queued())

@@ -36,8 +36,8 @@ async def probe_unsloth(python: Path) -> ProviderStatus:
         str(python), "-c", _PROBE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         # The probe must not inherit a PYTHONPATH that points into the core venv.
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-        # Seconds of imports on every core the service has: at the lowest priority, so that the
-        # service's start and a first job (which may be running meanwhile) never wait for it.
+        # Seconds of imports on every core the service has: at the lowest priority, so that they slow
+        # neither the service's start nor a job training meanwhile (only an unsloth job waits for the answer).
         preexec_fn=_lowest_priority,
     )
     try:
