@@ -83,8 +83,8 @@ class Settings(BaseSettings):
         20.0, gt=0, description="seconds a stop waits for a clean step boundary before killing the run",
     )
     spare_runner: bool = Field(
-        True, description="start the next job's runner ahead (when the service starts and after each job) (an idle process of about 400 MB "
-        "resident; jobs start about 3 s sooner); `0` turns it off",
+        True, description="start the next job's runner ahead, when the service starts and after each job "
+        "(an idle process of about 400 MB resident; jobs start about 3 s sooner); `0` turns it off",
     )
     max_worker_failures: int = Field(
         2, ge=0, description="worker-group restarts per job after a crashed worker",
