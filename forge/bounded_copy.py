@@ -23,9 +23,9 @@ class AsyncReadable(Protocol):
     async def read(self, size: int) -> bytes: ...
 
 
-def declared_over(content_length: Optional[str], limit: int, framing: int = MULTIPART_FRAMING_BYTES) -> bool:
+def declared_over(content_length: Optional[str], limit: int) -> bool:
     """Whether a request's Content-Length says its body cannot hold a file of at most `limit` bytes."""
-    return bool(content_length and content_length.isdigit() and int(content_length) > limit + framing)
+    return bool(content_length and content_length.isdigit() and int(content_length) > limit + MULTIPART_FRAMING_BYTES)
 
 
 async def copy_within(source: AsyncReadable, target: Path, limit: int,

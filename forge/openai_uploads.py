@@ -24,7 +24,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from forge.bounded_copy import MULTIPART_FRAMING_BYTES, AsyncReadable, copy_within, declared_over
+from forge.bounded_copy import AsyncReadable, copy_within, declared_over
 from forge.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from forge.openai_fine_tuning import FILE_PURPOSE, FileObject
 
@@ -118,9 +118,9 @@ class UploadSessions:
             upload = self._end(upload, "expired")
         return upload
 
-    def refuse_oversized_part(self, content_length: Optional[str], framing: int = MULTIPART_FRAMING_BYTES) -> None:
-        """413 before reading a part whose declared length (less `framing` bytes of multipart) is over the limit."""
-        if declared_over(content_length, self.part_limit, framing):
+    def refuse_oversized_part(self, content_length: Optional[str]) -> None:
+        """413 before reading a part whose declared length (less its multipart framing) is over the limit."""
+        if declared_over(content_length, self.part_limit):
             raise self._part_too_large()
 
     async def add_part(self, upload_id: str, body: AsyncReadable) -> UploadPart:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from forge.bounded_copy import MULTIPART_FRAMING_BYTES
 from forge.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from forge.openai_fine_tuning import FileObject
 from forge.openai_uploads import UploadComplete, UploadCreate, UploadSessions
@@ -58,8 +59,8 @@ def test_a_part_over_the_limit_is_refused_and_leaves_no_bytes(sessions: UploadSe
         add_part(sessions, upload.id, b"x" * 101)
     assert list((sessions.root / upload.id / "parts").iterdir()) == []
     with pytest.raises(PayloadTooLarge):
-        sessions.refuse_oversized_part("2000", framing=64)
-    sessions.refuse_oversized_part("150", framing=64)  # within the limit once the framing is allowed for
+        sessions.refuse_oversized_part(str(101 + MULTIPART_FRAMING_BYTES))
+    sessions.refuse_oversized_part(str(100 + MULTIPART_FRAMING_BYTES))  # the limit plus the framing: accepted
 
 
 def test_a_file_over_the_upload_limit_or_with_another_purpose_is_refused_at_creation(sessions: UploadSessions) -> None:
