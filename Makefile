@@ -27,12 +27,14 @@ $(STAMP): pyproject.toml
 	$(call compile,$(VENV))
 	touch $(STAMP)
 
-$(UNSLOTH_STAMP): envs/unsloth.txt pyproject.toml
+$(UNSLOTH_STAMP): envs/unsloth.txt pyproject.toml $(STAMP)
 	test -x $(UNSLOTH_VENV)/bin/python || $(PYTHON) -m venv $(UNSLOTH_VENV)
 	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) -r envs/unsloth.txt
 	# forge itself, without the core's pins: the workers import the project's recipes.
 	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) --no-deps -e .
 	$(call compile,$(UNSLOTH_VENV))
+	# Says whether the provider works; services started on this environment reuse the answer.
+	$(BIN)/python -m forge.unsloth_env $(UNSLOTH_VENV)/bin/python
 	touch $(UNSLOTH_STAMP)
 
 install: $(STAMP) $(UNSLOTH_STAMP)

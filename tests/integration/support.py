@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import shutil
 import socket
 import threading
 import time
@@ -24,16 +26,34 @@ SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
 TINY_SFT = {"task": "text-generation", "model_name": "forge/tiny-llama", "provider": "huggingface", "strategy": "sft"}
 
 
+def _below_the_ephemeral_ports() -> range:
+    """Ports above Ray's worker ports (10002-19999) and below the kernel's ephemeral range.
+
+    No process is handed one of these by bind(0), so a port found free here stays free
+    until the service binds it. A port from bind(0) does not: Ray, starting the service's
+    own instance, may be handed the same one for one of its servers a moment later.
+    """
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    first_ephemeral = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
+    return range(20000, max(first_ephemeral, 21000))
+
+
+_TEST_PORTS = _below_the_ephemeral_ports()
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports that were free a moment ago (all held open until each is known)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """`count` distinct loopback ports, each free when checked, that no other process is handed at random."""
+    ports: list[int] = []
+    for port in random.sample(_TEST_PORTS, len(_TEST_PORTS)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"fewer than {count} free ports in {_TEST_PORTS}")
 
 
 def free_port() -> int:
@@ -190,6 +210,19 @@ def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float
                          f"{service.events(job_id)}")
 
 
+def share_builtin_models(source_home: Path, home: Path) -> None:
+    """Copy the built-in models `source_home` has built so far into `home`.
+
+    The build is deterministic (tests/unit/test_builtin.py), so a service with its own
+    home would only build the same files again, seconds before its first job can start.
+    A build only ever appears by rename, so every folder found here is complete.
+    """
+    built = source_home / "builtin"
+    for model in sorted(built.glob("forge--*")) if built.is_dir() else []:
+        if model.is_dir() and not (home / "builtin" / model.name).exists():
+            shutil.copytree(model, home / "builtin" / model.name)
+
+
 @contextmanager
 def side_app(service: Service, name: str, environ: dict[str, str], **app_args: Any) -> Iterator[Service]:
     """A second app in the session's cluster, under /`name`, with its own manager and the FORGE_* `environ`.
@@ -204,6 +237,7 @@ def side_app(service: Service, name: str, environ: dict[str, str], **app_args: A
     from forge.settings import RAY_NAMESPACE, Settings
 
     settings = Settings.from_env({"FORGE_MANAGER_NAME": f"training_manager_{name}", **environ})
+    share_builtin_models(service.home, Path(environ["FORGE_HOME"]))
     serve.run(build_app(AppArgs(**app_args), settings), name=name, route_prefix=f"/{name}")
     try:
         yield Service(url=f"{service.url}/{name}", ws_url=f"{service.ws_url}/{name}", home=Path(environ["FORGE_HOME"]))
