@@ -210,14 +210,13 @@ def wait_for_registered_checkpoint(service: Service, job_id: str, timeout: float
                          f"{service.events(job_id)}")
 
 
-def share_builtin_models(source_home: Path, home: Path) -> None:
-    """Copy the built-in models `source_home` has built so far into `home`.
+def share_builtin_models(built: Path, home: Path) -> None:
+    """Copy the built-in models found in `built` (a FORGE_HOME's builtin/ folder) into `home`'s.
 
     The build is deterministic (tests/unit/test_builtin.py), so a service with its own
     home would only build the same files again, seconds before its first job can start.
     A build only ever appears by rename, so every folder found here is complete.
     """
-    built = source_home / "builtin"
     for model in sorted(built.glob("forge--*")) if built.is_dir() else []:
         if model.is_dir() and not (home / "builtin" / model.name).exists():
             shutil.copytree(model, home / "builtin" / model.name)
@@ -237,10 +236,39 @@ def side_app(service: Service, name: str, environ: dict[str, str], **app_args: A
     from forge.settings import RAY_NAMESPACE, Settings
 
     settings = Settings.from_env({"FORGE_MANAGER_NAME": f"training_manager_{name}", **environ})
-    share_builtin_models(service.home, Path(environ["FORGE_HOME"]))
+    share_builtin_models(service.home / "builtin", Path(environ["FORGE_HOME"]))
     serve.run(build_app(AppArgs(**app_args), settings), name=name, route_prefix=f"/{name}")
     try:
         yield Service(url=f"{service.url}/{name}", ws_url=f"{service.ws_url}/{name}", home=Path(environ["FORGE_HOME"]))
     finally:
-        serve.delete(name)
+        delete_app(name)
         ray.kill(ray.get_actor(settings.manager_name, namespace=RAY_NAMESPACE), no_restart=True)
+
+
+@contextmanager
+def keyed_app(service: Service, name: str, key: str) -> Iterator[Service]:
+    """The real ingress again, built with FORGE_API_KEY=`key`, under /`name` (same manager, same cluster)."""
+    from pydantic import SecretStr
+    from ray import serve
+
+    from deployments.app import AppArgs, build_app
+    from forge.settings import Settings
+
+    settings = Settings.from_env().model_copy(update={"api_key": SecretStr(key)})
+    serve.run(build_app(AppArgs(playground_min_replicas=0), settings), name=name, route_prefix=f"/{name}")
+    try:
+        yield Service(url=f"{service.url}/{name}", ws_url=f"{service.ws_url}/{name}", home=service.home,
+                      session_dir=service.session_dir)
+    finally:
+        delete_app(name)
+
+
+def delete_app(name: str) -> None:
+    """Delete a test's extra app without waiting for it to go.
+
+    Its replicas then drain in the background (Serve's graceful shutdown waits 2 s or more
+    per replica): nothing calls them any more, and the app's name is never reused.
+    """
+    from ray import serve
+
+    serve.delete(name, _blocking=False)

@@ -12,8 +12,7 @@ import secrets
 
 import pytest
 import requests
-from pydantic import SecretStr
-from support import SAMPLE_DATASET, Service, assert_error_shape
+from support import SAMPLE_DATASET, Service, assert_error_shape, keyed_app
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -27,18 +26,8 @@ PREFIX = "/secured"
 
 @pytest.fixture(scope="module")
 def secured(service: Service):
-    from ray import serve
-
-    from deployments.app import AppArgs, build_app
-    from forge.settings import Settings
-
-    settings = Settings.from_env().model_copy(update={"api_key": SecretStr(KEY)})
-    serve.run(build_app(AppArgs(playground_min_replicas=0), settings), name="secured", route_prefix=PREFIX)
-    try:
-        yield Service(url=service.url + PREFIX, ws_url=service.ws_url + PREFIX, home=service.home,
-                      session_dir=service.session_dir)
-    finally:
-        serve.delete("secured")
+    with keyed_app(service, PREFIX.strip("/"), KEY) as secured:
+        yield secured
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 from browser_support import PHONE, browser_context, chromium_path, fits_width, sample_until, screenshot
-from support import SAMPLE_DATASET, Service
+from support import SAMPLE_DATASET, Service, keyed_app
 
 pytestmark = pytest.mark.integration
 
 KEY = "console-" + secrets.token_hex(12)
-# Enough steps that the job trains for a few seconds (the tiny model takes tens of ms a step).
-STORY_STEPS = 150
+# Enough steps that the job trains for a few seconds (the tiny model takes tens of ms a step, and
+# logs every step; the feed delivers every 0.2 s): the page draws many points while it trains.
+STORY_STEPS = 60
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +43,8 @@ def browser():
 @pytest.fixture(scope="module")
 def keyed(service: Service):
     """A second app of the real ingress with FORGE_API_KEY set, under /keyed (same manager, same cluster)."""
-    from pydantic import SecretStr
-    from ray import serve
-
-    from deployments.app import AppArgs, build_app
-    from forge.settings import Settings
-
-    settings = Settings.from_env().model_copy(update={"api_key": SecretStr(KEY)})
-    serve.run(build_app(AppArgs(playground_min_replicas=0), settings), name="keyed", route_prefix="/keyed")
-    try:
-        yield Service(url=service.url + "/keyed", ws_url=service.ws_url + "/keyed", home=service.home)
-    finally:
-        serve.delete("keyed")
+    with keyed_app(service, "keyed", KEY) as keyed:
+        yield keyed
 
 
 def bad_dataset(tmp_path: Path) -> Path:

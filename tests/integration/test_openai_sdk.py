@@ -17,8 +17,7 @@ import secrets
 import openai
 import pytest
 import requests
-from pydantic import SecretStr
-from support import Service, assert_error_shape
+from support import Service, assert_error_shape, keyed_app
 
 pytestmark = pytest.mark.integration
 
@@ -169,18 +168,8 @@ def test_api_routes_keep_the_contract_s_error_shape(service: Service):
 @pytest.fixture(scope="module")
 def secured(service: Service):
     """The real ingress again, built with an API key, under /openai-secured (same manager and cluster)."""
-    from ray import serve
-
-    from deployments.app import AppArgs, build_app
-    from forge.settings import Settings
-
-    settings = Settings.from_env().model_copy(update={"api_key": SecretStr(KEY)})
-    serve.run(build_app(AppArgs(playground_min_replicas=0), settings), name="openai-secured",
-              route_prefix="/openai-secured")
-    try:
-        yield f"{service.url}/openai-secured/v1"
-    finally:
-        serve.delete("openai-secured")
+    with keyed_app(service, "openai-secured", KEY) as secured:
+        yield f"{secured.url}/v1"
 
 
 def test_a_wrong_key_is_an_authentication_error(secured: str, model_name: str):

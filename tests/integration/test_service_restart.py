@@ -21,6 +21,7 @@ from support import (
     Service,
     assert_error_shape,
     free_port,
+    share_builtin_models,
     wait_for_registered_checkpoint,
     wait_healthy,
 )
@@ -64,7 +65,9 @@ def _digest(folder: Path) -> dict[str, str]:
             for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
-def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_path: Path):
+def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_path: Path, builtin_dir: Path):
+    from forge.builtin import ensure_builtin
+
     port = free_port()
     config = tmp_path / "serve.yaml"
     config.write_text(
@@ -72,6 +75,8 @@ def test_ctrl_c_and_restart_keeps_everything_and_the_cut_off_job_resumes(tmp_pat
         "applications:\n- name: modelforge\n  route_prefix: /\n  import_path: deployments.app:app\n"
     )
     home = tmp_path / "home"
+    ensure_builtin("forge/tiny-llama", builtin_dir)  # the session's build, not one more in the service's runner
+    share_builtin_models(builtin_dir, home)
     service = Service(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", home=home)
 
     first = ServeProcess(config, home, tmp_path / "serve.log")
