@@ -52,7 +52,8 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     try:
         yield service
     finally:
-        serve.shutdown()
+        # The whole local instance goes, Serve with it: Serve's graceful drain first (about 5 s)
+        # would serve no test. The restart test covers a user's Ctrl-C of `serve run`.
         ray.shutdown()
 
 

@@ -56,7 +56,13 @@ class RayNode:
         assert self.process.poll() is None, self.log_path.read_text()[-2000:]
 
     def stop(self) -> None:
+        self.ask_to_stop()
+        self.wait_stopped()
+
+    def ask_to_stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self) -> None:
         try:
             self.process.wait(90)
         except subprocess.TimeoutExpired:
@@ -160,8 +166,13 @@ def test_serve_deploy_on_a_three_node_cluster_trains_across_workers_and_serves_f
         model_files = {p.name for p in (storage / "models" / str(final["model_id"])).iterdir()}
         assert {"adapter_model.safetensors", "adapter_config.json", "forge.json"} <= model_files
     finally:
-        for node in reversed(nodes):  # the workers first, the head last
-            node.stop()
+        # The workers first (both at once), the head last.
+        for worker in nodes[1:]:
+            worker.ask_to_stop()
+        for worker in nodes[1:]:
+            worker.wait_stopped()
+        if nodes:
+            nodes[0].stop()
         shutil.rmtree(ray_dirs, ignore_errors=True)
         # `ray start` records itself as this machine's current cluster; a stopped one
         # must not be what a later `ray.init()` tries to join.
