@@ -51,8 +51,10 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -q && apt-get install -y -q chromium
 
+# Two pytest workers (tests/conftest.py's WingScheduling): one runs the integration tests against the
+# session's service, the other the in-process wings beside it.
 test: install $(CHROMIUM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 # Benchmarks (not tests): each script compares ours with the bare library in one run
 # and records its figures in docs/benchmarks.md.

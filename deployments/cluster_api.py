@@ -29,11 +29,16 @@ def _dashboard_url() -> Optional[str]:
     return f"http://{address}" if address and not address.startswith("http") else address
 
 
-def _run_task(job_id: str) -> Optional[Any]:
-    """The newest Ray task named `job_id` (a resumed job has one per start), or None."""
+def find_run_task(job_id: str, dashboard_url: str) -> Optional[Any]:
+    """The newest Ray task named `job_id` (a resumed job has one per start), or None.
+
+    Asked of this cluster's dashboard by its address: without one, the state API looks for
+    a Ray instance on the machine and refuses to choose where it finds several.
+    """
     from ray.util.state import list_tasks
 
-    tasks = list_tasks(filters=[("name", "=", job_id)], detail=True, raise_on_missing_output=False)
+    tasks = list_tasks(address=dashboard_url, filters=[("name", "=", job_id)], detail=True,
+                       raise_on_missing_output=False)
     return max(tasks, key=lambda task: task.start_time_ms or 0, default=None)
 
 
@@ -55,7 +60,7 @@ class ClusterRoutes:
         """The Ray dashboard's page of the job's run (open it with the token `ray get-auth-token` prints)."""
         await self.manager.job_detail.remote(job_id)  # 404 for a job that does not exist
         url = await asyncio.to_thread(_dashboard_url)
-        task = await asyncio.to_thread(_run_task, job_id) if url else None
+        task = await asyncio.to_thread(find_run_task, job_id, url) if url else None
         if task is None:
             return DashboardLink(job_id=job_id, url=url, found=False)
         return DashboardLink(job_id=job_id, url=f"{url}/#/jobs/{task.job_id}/tasks/{task.task_id}", found=True)

@@ -12,15 +12,32 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from wing_scheduling import WingScheduling
 
 # Set before any test starts Ray, so every Ray worker inherits them. moto accepts any
 # key; without them the AWS SDK would search for credentials (and an instance role).
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "forge-test", "AWS_SECRET_ACCESS_KEY": "forge-test",
                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 os.environ.update(S3_CREDENTIALS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadscope (what `make test` asks for) gets the wings' scheduler; other modes stay xdist's."""
+    if config.getvalue("dist") == "loadscope":
+        return WingScheduling(config, log)
+    return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every test has an id of its own: pytest-xdist tells tests apart by id, and of two alike runs one."""
+    ids = Counter(item.nodeid for item in session.items)
+    if shared := sorted(nodeid for nodeid, count in ids.items() if count > 1):
+        raise pytest.UsageError(f"tests that share an id (give each its own): {shared}")
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,18 @@ RUNNER_ENV = {
     # 2 s by default, per checkpoint.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
-# The huggingface provider's runner environment, the one a spare runner is started in.
-_HUGGINGFACE_RUNNER_ENV: dict[str, Any] = {"env_vars": RUNNER_ENV}
+
+
+def huggingface_runner_env(cluster_address: str) -> dict[str, Any]:
+    """The huggingface provider's runner environment (a spare runner's); Train's controller and workers inherit it.
+
+    RAY_ADDRESS names this cluster (its GCS address) to everything under the runner. Ray
+    Train's placement-group cleaner asks Ray's state API whether the controller still lives
+    without naming a cluster; on a machine running another Ray instance the state API
+    refuses to guess, the cleaner's watch dies, and a killed run's placement group (its
+    CPUs or GPUs) is never given back.
+    """
+    return {"env_vars": {**RUNNER_ENV, "RAY_ADDRESS": cluster_address}}
 
 
 def per_worker(use_gpu: bool, extra: dict[str, float]) -> dict[str, float]:
@@ -127,6 +137,7 @@ class RunnerPool:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._huggingface_env = huggingface_runner_env(ray.get_runtime_context().gcs_address)
         # A JobRunner started and warmed ahead for the next huggingface job, with its warm-up call.
         self._spare: Optional[tuple[Any, Any]] = None
 
@@ -134,7 +145,7 @@ class RunnerPool:
         """The job's runner (also set on `job.runner` at once, so a hard stop can kill it while it warms up)."""
         assert job.spec is not None
         runtime_env = self.runtime_env(job.spec)
-        if self._spare is not None and runtime_env == _HUGGINGFACE_RUNNER_ENV:
+        if self._spare is not None and runtime_env == self._huggingface_env:
             (job.runner, warming), self._spare = self._spare, None
             try:
                 await warming
@@ -153,14 +164,14 @@ class RunnerPool:
         if self.settings.spare_runner and self._spare is None:
             # Named for its manager (the job id is not known yet): several services may share a cluster.
             name = f"{self.settings.manager_name}-runner-{secrets.token_hex(4)}"
-            runner = JobRunner.options(name=name, namespace=RAY_NAMESPACE, runtime_env=_HUGGINGFACE_RUNNER_ENV).remote()
+            runner = JobRunner.options(name=name, namespace=RAY_NAMESPACE, runtime_env=self._huggingface_env).remote()
             self._spare = (runner, runner.warm.remote())
 
     def runtime_env(self, spec: JobSpec) -> dict[str, Any]:
         """The runner's environment; Ray Train's controller and workers inherit it."""
         if spec.request.provider == "unsloth":
-            return {**_HUGGINGFACE_RUNNER_ENV, "py_executable": str(self.settings.unsloth_python)}
-        return dict(_HUGGINGFACE_RUNNER_ENV)
+            return {**self._huggingface_env, "py_executable": str(self.settings.unsloth_python)}
+        return dict(self._huggingface_env)
 
     @staticmethod
     def kill(runner: Any) -> None:

@@ -19,6 +19,20 @@ import requests
 from support import SAMPLE_DATASET, Service, free_port
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each fuzzed operation gets a test id of its own (test_fuzz_openapi.py).
+
+    schemathesis names each item after its operation ("...[GET /v1/models]"), but pytest 9.2
+    builds an item's id from its original name and a parametrize call, which schemathesis
+    items have not: all of them would share one id, and pytest-xdist, which tells tests
+    apart by id, would run one of them in place of all.
+    """
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label and item.nodeid.endswith(f"::{item.originalname}"):
+            item._id = item._id.with_params(label)
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory):
     import ray

@@ -22,6 +22,8 @@ import pytest
 from browser_support import PHONE, browser_context, chromium_path, fits_width, sample_until, screenshot
 from support import SAMPLE_DATASET, Service, keyed_app
 
+from forge.schemas import TERMINAL_STATUSES
+
 pytestmark = pytest.mark.integration
 
 KEY = "console-" + secrets.token_hex(12)
@@ -278,14 +280,19 @@ def test_the_ray_dashboard_shows_a_running_job(service: Service, browser):
         page = context.new_page()
         page.goto(service.url + "/")
         job_id = start_job(page, "dashboard_check.jsonl", 3000)
-        page.wait_for_selector("#job-dashboard[href*='/tasks/']", state="attached", timeout=120_000)
-        with context.expect_page() as opened:
-            page.click("#job-dashboard")
-        dashboard = opened.value
-        dashboard.get_by_placeholder("Enter your authentication token").fill(token)
-        dashboard.keyboard.press("Enter")
-        dashboard.wait_for_selector(f"text={job_id}", timeout=60_000)
-        assert "RUNNING" in dashboard.inner_text("body")
-        screenshot(dashboard, "ray-dashboard-job")
-        page.get_by_role("button", name="Stop").click()
-        page.wait_for_selector("#job-status .badge:has-text('stopped')", timeout=120_000)
+        try:
+            page.wait_for_selector("#job-dashboard[href*='/tasks/']", state="attached", timeout=120_000)
+            with context.expect_page() as opened:
+                page.click("#job-dashboard")
+            dashboard = opened.value
+            dashboard.get_by_placeholder("Enter your authentication token").fill(token)
+            dashboard.keyboard.press("Enter")
+            dashboard.wait_for_selector(f"text={job_id}", timeout=60_000)
+            assert "RUNNING" in dashboard.inner_text("body")
+            screenshot(dashboard, "ray-dashboard-job")
+            page.get_by_role("button", name="Stop").click()
+            page.wait_for_selector("#job-status .badge:has-text('stopped')", timeout=120_000)
+        finally:  # a failure above must not leave the long job holding the session's only slot
+            if service.status(job_id)["status"] not in TERMINAL_STATUSES:
+                service.post("/api/stop_training", params={"job_id": job_id})
+                service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id, timeout=120)

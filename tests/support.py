@@ -1,11 +1,15 @@
-"""Shared by the integration tests: the service under test (over forge.client) and the error-shape check."""
+"""Shared by the tests of a running service (integration/, deployment/): the service under test (over
+forge.client) and the error-shape check."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +25,9 @@ from websockets.sync.client import connect
 from forge.client import ForgeClient
 from forge.schemas import TERMINAL_STATUSES
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATASET = REPO / "examples" / "datasets" / "text_generation.jsonl"
+BIN = REPO / ".venv" / "bin"
 TINY_SFT = {"task": "text-generation", "model_name": "forge/tiny-llama", "provider": "huggingface", "strategy": "sft"}
 
 
@@ -58,6 +63,46 @@ def free_ports(count: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+class RayNode:
+    """One `ray start --block` process (a node); `stop` ends every process of the node."""
+
+    def __init__(self, args: list[str], temp_dir: Path, env: dict[str, str], log: Path) -> None:
+        listen, grpc, metrics, runtime_env = free_ports(4)
+        self._log = log.open("wb")
+        self.log_path = log
+        self.process = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--block", *args, f"--temp-dir={temp_dir}",
+             f"--dashboard-agent-listen-port={listen}", f"--dashboard-agent-grpc-port={grpc}",
+             f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}"],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def assert_running(self) -> None:
+        assert self.process.poll() is None, self.log_path.read_text()[-2000:]
+
+    def stop(self) -> None:
+        self.ask_to_stop()
+        self.wait_stopped()
+
+    def ask_to_stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self) -> None:
+        try:
+            self.process.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def forget_current_cluster(gcs_port: int) -> None:
+    """`ray start` records itself as this machine's current cluster; a stopped one must not be
+    what a later `ray.init()` tries to join."""
+    current = Path("/tmp/ray/ray_current_cluster")
+    if current.is_file() and current.read_text().strip().endswith(f":{gcs_port}"):
+        current.unlink()
 
 
 def wait_healthy(url: str, timeout: float = 180, alive: Callable[[], bool] = lambda: True) -> None:

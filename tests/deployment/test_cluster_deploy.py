@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -29,45 +28,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import REPO, SAMPLE_DATASET, Service, free_ports, wait_healthy
+from support import BIN, REPO, SAMPLE_DATASET, RayNode, Service, forget_current_cluster, free_ports, wait_healthy
 
 from forge.schemas import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-BIN = REPO / ".venv" / "bin"
-
-
-class RayNode:
-    """One `ray start --block` process (a node); `stop` ends every process of the node."""
-
-    def __init__(self, args: list[str], temp_dir: Path, env: dict[str, str], log: Path) -> None:
-        listen, grpc, metrics, runtime_env = free_ports(4)
-        self._log = log.open("wb")
-        self.log_path = log
-        self.process = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--block", *args, f"--temp-dir={temp_dir}",
-             f"--dashboard-agent-listen-port={listen}", f"--dashboard-agent-grpc-port={grpc}",
-             f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}"],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def assert_running(self) -> None:
-        assert self.process.poll() is None, self.log_path.read_text()[-2000:]
-
-    def stop(self) -> None:
-        self.ask_to_stop()
-        self.wait_stopped()
-
-    def ask_to_stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-
-    def wait_stopped(self) -> None:
-        try:
-            self.process.wait(90)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self._log.close()
 
 
 def _operator_config(port: int) -> dict:
@@ -174,8 +139,4 @@ def test_serve_deploy_on_a_three_node_cluster_trains_across_workers_and_serves_f
         if nodes:
             nodes[0].stop()
         shutil.rmtree(ray_dirs, ignore_errors=True)
-        # `ray start` records itself as this machine's current cluster; a stopped one
-        # must not be what a later `ray.init()` tries to join.
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.is_file() and current.read_text().strip().endswith(f":{gcs}"):
-            current.unlink()
+        forget_current_cluster(gcs)
