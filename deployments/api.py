@@ -32,6 +32,7 @@ from deployments.pickling import keep_fastapi_unset_across_pickling
 from deployments.playground_api import PlaygroundStreamRoutes
 from deployments.playground_api import router as playground_router
 from deployments.query_check import refuse_unknown_query
+from deployments.status_follower import StatusFollower
 from deployments.training_feed import serve_feed
 from forge import catalog
 from forge.errors import BadRequest, NotFound
@@ -127,6 +128,8 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes, Playg
         self.storage.ensure_dirs()
         # A redeploy with changed settings replaces an idle manager; with jobs running it fails, saying why.
         self.manager = manager_with(settings)
+        # Job statuses as the manager's change feed tells them: status reads cost no actor call.
+        self.status = StatusFollower(self.manager)
         self.uploads = DatasetUploads(settings, self.storage, self.manager)
         self.upload_sessions = UploadSessions(self.storage.scratch_dir / "uploads", file_limit=self.uploads.limit_bytes,
                                               part_limit=int(settings.upload_part_mb * 1024 * 1024))
@@ -200,16 +203,18 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes, Playg
 
     @app.post("/api/start_training", response_model=StartTrainingResponse)
     async def start_training(self, body: TrainingRequest) -> StartTrainingResponse:
-        started = await self.manager.start_training.remote(body)
+        async with self.status.changing():
+            started = await self.manager.start_training.remote(body)
         return StartTrainingResponse(**started)
 
     @app.get("/api/training_status", response_model=TrainingStatus)
     async def training_status(self, job_id: Optional[str] = None) -> TrainingStatus:
-        return TrainingStatus(**await self.manager.training_status.remote(job_id))
+        return TrainingStatus(**await self.status.training_status(job_id))
 
     @app.post("/api/stop_training", response_model=StopTrainingResponse)
     async def stop_training(self, job_id: Optional[str] = None) -> StopTrainingResponse:
-        return StopTrainingResponse(**await self.manager.stop_training.remote(job_id))
+        async with self.status.changing():
+            return StopTrainingResponse(**await self.manager.stop_training.remote(job_id))
 
     @app.get("/api/jobs", response_model=JobList)
     async def list_jobs(
@@ -231,13 +236,16 @@ class ApiIngress(OpenAIRoutes, OpenAIFineTuningRoutes, OpenAIUploadRoutes, Playg
     @app.post("/api/jobs/{job_id}/resume", response_model=StartTrainingResponse)
     async def resume_training(self, job_id: str) -> StartTrainingResponse:
         """Continue an interrupted, stopped or failed job from its latest checkpoint (same job id)."""
-        return StartTrainingResponse(**await self.manager.resume_training.remote(job_id))
+        async with self.status.changing():
+            return StartTrainingResponse(**await self.manager.resume_training.remote(job_id))
 
     @app.delete("/api/jobs/{job_id}", response_model=DeleteResponse)
     async def delete_job(self, job_id: str) -> DeleteResponse:
         """Forget a finished job: its record, events, metrics, checkpoints and logs (409 while it is queued or
         active). Models it registered stay."""
-        await self.manager.delete_job.remote(job_id)
+        async with self.status.changing():
+            await self.manager.delete_job.remote(job_id)
+            self.status.forget(job_id)
         return DeleteResponse(message="Job deleted successfully")
 
     @app.get("/api/jobs/{job_id}/events", response_model=JobEventPage)

@@ -155,7 +155,8 @@ class OpenAIFineTuningRoutes:
             if name is not None and not any(d["filename"] == name for d in await self.manager.list_datasets.remote()):
                 raise NotFound(f"no file {name!r} (GET /v1/files lists them)", extra={"param": field})
         try:
-            started = await self.manager.start_training.remote(training)
+            async with self.status.changing():
+                started = await self.manager.start_training.remote(training)
         except BadRequest as error:  # the same checks as /api/start_training: the message says which
             raise BadRequest(error.detail, extra={"param": error.extra.get("param")}) from None
         return await self._job(started["job_id"])
@@ -182,13 +183,15 @@ class OpenAIFineTuningRoutes:
     @router.post("/fine_tuning/jobs/{job_id}/cancel", response_model=FineTuningJob)
     async def openai_cancel_job(self, job_id: str) -> FineTuningJob:
         """Stop the job (it ends `cancelled` at its next step; a queued job leaves the queue at once)."""
-        await self.manager.stop_training.remote(job_id)
+        async with self.status.changing():
+            await self.manager.stop_training.remote(job_id)
         return await self._job(job_id)
 
     @router.post("/fine_tuning/jobs/{job_id}/resume", response_model=FineTuningJob)
     async def openai_resume_job(self, job_id: str) -> FineTuningJob:
         """Continue a cancelled, failed or cut-off job from its latest checkpoint (as /api/jobs/{id}/resume)."""
-        await self.manager.resume_training.remote(job_id)
+        async with self.status.changing():
+            await self.manager.resume_training.remote(job_id)
         return await self._job(job_id)
 
     @router.get("/fine_tuning/jobs/{job_id}/events", response_model=CursorPage[FineTuningJobEvent])

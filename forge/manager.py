@@ -332,6 +332,10 @@ class TrainingManager:
         """The feed's epoch and current sequence number, and the status a new subscriber starts from."""
         return self.tracker.feed.epoch, self.tracker.feed.seq, await self.training_status(job_id)
 
+    async def feed_head(self) -> tuple[str, int]:
+        """The feed's epoch and current sequence number: every change made so far is at or before it."""
+        return self.tracker.feed.epoch, self.tracker.feed.seq
+
     async def feed_after(self, epoch: str, seq: int,
                          timeout: float = 15.0) -> Optional[list[tuple[int, dict[str, Any]]]]:
         """The feed's entries after `seq`; None when `epoch` is a previous feed's (the manager restarted)."""

@@ -211,7 +211,7 @@ class Registry:
         unknown = set(fields) - set(_JOB_COLUMNS)
         if unknown:
             raise ValueError(f"unknown job columns: {sorted(unknown)}")
-        fields["updated_at"] = utc_iso()
+        fields.setdefault("updated_at", utc_iso())
         fields = {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in fields.items()}
         assignments = ", ".join(f"{name} = :{name}" for name in fields)
         self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = :job_id", {**fields, "job_id": job_id})

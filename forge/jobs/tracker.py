@@ -314,6 +314,7 @@ class JobTracker:
     # ----------------------------------------------------------------- status
 
     def update(self, job_id: str, **changes: Any) -> None:
+        changes["updated_at"] = utc_iso()  # the same time in the registry and in the active job's record
         self.registry.update_job(job_id, **changes)
         job = self.active.get(job_id)
         if job is not None:

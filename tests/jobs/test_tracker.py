@@ -36,6 +36,17 @@ async def test_progress_never_goes_backwards(tracker, open_job):
     assert (row.current_step, row.progress) == (5, 50.0) == (job.record.current_step, job.record.progress)
 
 
+async def test_an_active_jobs_status_and_feed_say_when_it_last_changed_as_its_row_does(tracker, open_job):
+    open_job()
+    opened = tracker.status_of("train_0001").updated_at
+    tracker.apply_progress("train_0001", steps(1)[0])
+    moved = tracker.status_of("train_0001")
+    assert moved.updated_at > opened
+    assert moved.updated_at == tracker.registry.get_job("train_0001").updated_at
+    [(_, published)] = await tracker.feed.wait_after(tracker.feed.seq - 1, timeout=0)
+    assert published["updated_at"] == moved.updated_at
+
+
 async def test_progress_stays_below_100_until_the_model_is_registered(tracker, open_job, write_adapter):
     job = open_job()
     tracker.apply_progress("train_0001", steps(10, total=10)[0])
