@@ -44,7 +44,8 @@ from forge.schemas import TrainingRequest
 
 router = APIRouter(prefix=OPENAI_PREFIX, tags=["OpenAI-compatible fine-tuning"], responses=OPENAI_ERROR_RESPONSES)
 _Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Objects per page.")]
-_After = Annotated[Optional[str], Query(description="The id of the last object of the previous page.")]
+# An empty `after` names no object: a 400, as the schema says (the SDK leaves it out for a first page).
+_After = Annotated[Optional[str], Query(min_length=1, description="The id of the last object of the previous page.")]
 _HISTORY_PAGE = 1000  # what /api/jobs/{id}/events and /metrics give per call
 _CONTENT_CHUNK = 1024 * 1024
 _SHOWN_LINE_ERRORS = 5

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -95,6 +96,26 @@ class RayNode:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
+
+
+def ray_node_env(**settings: str) -> dict[str, str]:
+    """This process's environment without Ray's or the service's settings (the session's are not another
+    instance's), with token auth: this machine's ~/.ray/auth_token, as the session's instance uses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FORGE_"))}
+    return {**env, "RAY_AUTH_MODE": "token", **settings}
+
+
+@contextmanager
+def ray_nodes_dir(prefix: str, gcs_port: int) -> Iterator[Path]:
+    """A temp dir for the nodes of an instance whose head listens on `gcs_port`, removed afterwards along
+    with that instance's record as the current cluster. Short: a node's Unix sockets live in it, and
+    their paths may not exceed 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        forget_current_cluster(gcs_port)
 
 
 def forget_current_cluster(gcs_port: int) -> None:

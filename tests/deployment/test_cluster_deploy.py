@@ -19,16 +19,23 @@ and the head, which trained nothing, serves its adapter from the storage.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from support import BIN, REPO, SAMPLE_DATASET, RayNode, Service, forget_current_cluster, free_ports, wait_healthy
+from support import (
+    BIN,
+    REPO,
+    SAMPLE_DATASET,
+    RayNode,
+    Service,
+    free_ports,
+    ray_node_env,
+    ray_nodes_dir,
+    wait_healthy,
+)
 
 from forge.schemas import TERMINAL_STATUSES
 
@@ -60,83 +67,78 @@ def test_serve_deploy_on_a_three_node_cluster_trains_across_workers_and_serves_f
     deployed.write_text(yaml.safe_dump(_operator_config(http)))
     home, storage = tmp_path / "home", tmp_path / "shared-storage"
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FORGE_"))}
-    env.update(
+    # With token auth (ray_node_env): worker nodes and the CLIs that talk to the cluster (`serve deploy`,
+    # `ray list`) send this machine's ~/.ray/auth_token only when told to.
+    env = ray_node_env(
         FORGE_HOME=str(home), FORGE_STORAGE=str(storage), FORGE_WORKER_RESOURCES=json.dumps({"forge_trainer": 1}),
         RAY_TRAIN_ENABLE_PRINT_PATCH="0",
         # No drain on SIGTERM: Ray would wait its 30 s for a stopping node's replicas to move elsewhere.
         RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
         # Three nodes start at once on a small machine: give each more than the 60 s default.
         RAY_raylet_start_wait_time_s="240",
-        # Token auth, with this machine's ~/.ray/auth_token: worker nodes and the CLIs that talk
-        # to the cluster (`serve deploy`, `ray list`) send it only when told to.
-        RAY_AUTH_MODE="token",
     )
-    # Each node's temp dir holds its Unix sockets, whose paths may not exceed 107 bytes: keep them short.
-    ray_dirs = Path(tempfile.mkdtemp(prefix="forge-cl-"))
-    nodes = [RayNode(["--head", "--num-cpus=0", "--resources={\"forge_playground\": 1}", f"--port={gcs}",
-                      f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}"],
-                     ray_dirs / "head", env, tmp_path / "head.log")]
-    try:
-        nodes += [RayNode([f"--address=127.0.0.1:{gcs}", "--num-cpus=1", "--resources={\"forge_trainer\": 1}"],
-                          ray_dirs / f"w{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]
-        dashboard_url = f"http://127.0.0.1:{dashboard}"
-        deadline = time.monotonic() + 180
-        while True:
-            for node in nodes:
-                node.assert_running()
-            deploy = subprocess.run(
-                [str(BIN / "serve"), "deploy", str(deployed), "--address", dashboard_url],
-                cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-            if deploy.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(3)  # the dashboard is still starting
-        assert deploy.returncode == 0, deploy.stderr[-2000:]
+    with ray_nodes_dir("forge-cl-", gcs) as ray_dirs:
+        nodes = [RayNode(["--head", "--num-cpus=0", "--resources={\"forge_playground\": 1}", f"--port={gcs}",
+                          f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}"],
+                         ray_dirs / "head", env, tmp_path / "head.log")]
+        try:
+            nodes += [RayNode([f"--address=127.0.0.1:{gcs}", "--num-cpus=1", "--resources={\"forge_trainer\": 1}"],
+                              ray_dirs / f"w{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]
+            dashboard_url = f"http://127.0.0.1:{dashboard}"
+            deadline = time.monotonic() + 180
+            while True:
+                for node in nodes:
+                    node.assert_running()
+                deploy = subprocess.run(
+                    [str(BIN / "serve"), "deploy", str(deployed), "--address", dashboard_url],
+                    cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                if deploy.returncode == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(3)  # the dashboard is still starting
+            assert deploy.returncode == 0, deploy.stderr[-2000:]
 
-        service = Service(url=f"http://127.0.0.1:{http}", ws_url=f"ws://127.0.0.1:{http}", home=home)
-        wait_healthy(service.url, alive=lambda: all(n.process.poll() is None for n in nodes))
-        assert service.get("/api/health").json()["status"] == "healthy"
-        while len(live := [n for n in _ray_list("nodes", dashboard_url, env) if n["state"] == "ALIVE"]) < 3:
-            assert time.monotonic() < deadline, f"the worker nodes did not join: {live}"
-            time.sleep(1)
-        head = [n["node_id"] for n in live if "forge_playground" in n["resources_total"]]
-        workers = sorted(n["node_id"] for n in live if "forge_trainer" in n["resources_total"])
-        assert len(head) == 1 and len(workers) == 2, live
+            service = Service(url=f"http://127.0.0.1:{http}", ws_url=f"ws://127.0.0.1:{http}", home=home)
+            wait_healthy(service.url, alive=lambda: all(n.process.poll() is None for n in nodes))
+            assert service.get("/api/health").json()["status"] == "healthy"
+            while len(live := [n for n in _ray_list("nodes", dashboard_url, env) if n["state"] == "ALIVE"]) < 3:
+                assert time.monotonic() < deadline, f"the worker nodes did not join: {live}"
+                time.sleep(1)
+            head = [n["node_id"] for n in live if "forge_playground" in n["resources_total"]]
+            workers = sorted(n["node_id"] for n in live if "forge_trainer" in n["resources_total"])
+            assert len(head) == 1 and len(workers) == 2, live
 
-        uploaded = service.upload(SAMPLE_DATASET, name="cluster.jsonl")
-        assert uploaded.status_code == 200, uploaded.text
-        started = service.start(dataset="cluster.jsonl", num_workers=2, max_steps=6, eval_split=0)
-        assert started.status_code == 200, started.text
-        final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, started.json()["job_id"], timeout=300)
-        assert final["status"] == "completed" and final["current_step"] == 6, final
-        generated = service.post("/api/playground/generate", timeout=120, json={
-            "model_id": final["model_id"], "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0})
-        assert generated.status_code == 200, generated.text
-        assert isinstance(generated.json()["generated_text"], str)
-        assert 0 <= generated.json()["tokens_generated"] <= 8
+            uploaded = service.upload(SAMPLE_DATASET, name="cluster.jsonl")
+            assert uploaded.status_code == 200, uploaded.text
+            started = service.start(dataset="cluster.jsonl", num_workers=2, max_steps=6, eval_split=0)
+            assert started.status_code == 200, started.text
+            final = service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, started.json()["job_id"], timeout=300)
+            assert final["status"] == "completed" and final["current_step"] == 6, final
+            generated = service.post("/api/playground/generate", timeout=120, json={
+                "model_id": final["model_id"], "prompt": "What is 3 plus 4?", "max_new_tokens": 8, "temperature": 0})
+            assert generated.status_code == 200, generated.text
+            assert isinstance(generated.json()["generated_text"], str)
+            assert 0 <= generated.json()["tokens_generated"] <= 8
 
-        actors = _ray_list("actors", dashboard_url, env)
+            actors = _ray_list("actors", dashboard_url, env)
 
-        def nodes_of(class_fragment: str) -> list[str]:
-            return sorted(a["node_id"] for a in actors if class_fragment in a["class_name"])
+            def nodes_of(class_fragment: str) -> list[str]:
+                return sorted(a["node_id"] for a in actors if class_fragment in a["class_name"])
 
-        # One training worker on each worker node; none on the head.
-        assert nodes_of("RayTrainWorker") == workers
-        # The registry's owner and the replica that served the adapter stay on the head,
-        # which trained nothing: it loaded the adapter rank 0 wrote from FORGE_STORAGE.
-        assert nodes_of("TrainingManager") == head
-        assert nodes_of("Playground") == head
-        # The settings came from the environment the nodes were started with.
-        assert (home / "forge.db").is_file()
-        model_files = {p.name for p in (storage / "models" / str(final["model_id"])).iterdir()}
-        assert {"adapter_model.safetensors", "adapter_config.json", "forge.json"} <= model_files
-    finally:
-        # The workers first (both at once), the head last.
-        for worker in nodes[1:]:
-            worker.ask_to_stop()
-        for worker in nodes[1:]:
-            worker.wait_stopped()
-        if nodes:
-            nodes[0].stop()
-        shutil.rmtree(ray_dirs, ignore_errors=True)
-        forget_current_cluster(gcs)
+            # One training worker on each worker node; none on the head.
+            assert nodes_of("RayTrainWorker") == workers
+            # The registry's owner and the replica that served the adapter stay on the head,
+            # which trained nothing: it loaded the adapter rank 0 wrote from FORGE_STORAGE.
+            assert nodes_of("TrainingManager") == head
+            assert nodes_of("Playground") == head
+            # The settings came from the environment the nodes were started with.
+            assert (home / "forge.db").is_file()
+            model_files = {p.name for p in (storage / "models" / str(final["model_id"])).iterdir()}
+            assert {"adapter_model.safetensors", "adapter_config.json", "forge.json"} <= model_files
+        finally:
+            # The workers first (both at once), the head last.
+            for worker in nodes[1:]:
+                worker.ask_to_stop()
+            for worker in nodes[1:]:
+                worker.wait_stopped()
+            if nodes:
+                nodes[0].stop()

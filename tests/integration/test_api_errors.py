@@ -45,6 +45,9 @@ def test_a_single_valued_query_parameter_given_twice_is_400_and_a_list_one_takes
     assert "'limit' takes one value" in body["detail"]
     openai_style = service.get("/v1/files", params=[("after", "a.jsonl"), ("after", "b.jsonl")])
     assert openai_style.status_code == 400 and openai_style.json()["error"]["param"] == "after"
+    for path in ("/v1/files", "/v1/fine_tuning/jobs"):  # an empty cursor names no object
+        empty = service.get(path, params={"after": ""})
+        assert empty.status_code == 400 and empty.json()["error"]["param"] == "after", empty.text
     several = service.get("/api/jobs", params=[("status", "completed"), ("status", "failed")])
     assert several.status_code == 200, several.text
     assert {job["status"] for job in several.json()["jobs"]} <= {"completed", "failed"}

@@ -9,10 +9,8 @@ restart, and Serve's replica replacement.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +25,9 @@ from support import (
     RayNode,
     Service,
     assert_error_shape,
-    forget_current_cluster,
     free_port,
+    ray_node_env,
+    ray_nodes_dir,
     wait_for_registered_checkpoint,
     wait_until,
 )
@@ -229,40 +228,37 @@ def test_beside_another_ray_instance_a_jobs_dashboard_link_is_found_and_a_killed
     from deployments.cluster_api import find_run_task
 
     gcs = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FORGE_"))}
-    env["RAY_AUTH_MODE"] = "token"  # with this machine's ~/.ray/auth_token, as the session's instance
-    # Its Unix sockets live in its temp dir, whose paths may not exceed 107 bytes: a short one.
-    temp_dir = Path(tempfile.mkdtemp(prefix="forge-other-"))
-    other = RayNode(["--head", "--num-cpus=0", "--include-dashboard=false", f"--port={gcs}"], temp_dir, env,
-                    tmp_path / "other-ray.log")
-    try:
-        def other_is_up() -> bool:
-            other.assert_running()
-            status = subprocess.run([str(BIN / "ray"), "status", f"--address=127.0.0.1:{gcs}"], env=env,
-                                    capture_output=True, timeout=60, check=False)
-            return status.returncode == 0
+    env = ray_node_env()
+    with ray_nodes_dir("forge-other-", gcs) as temp_dir:
+        other = RayNode(["--head", "--num-cpus=0", "--include-dashboard=false", f"--port={gcs}"], temp_dir, env,
+                        tmp_path / "other-ray.log")
+        try:
+            def other_is_up() -> bool:
+                other.assert_running()
+                status = subprocess.run([str(BIN / "ray"), "status", f"--address=127.0.0.1:{gcs}"], env=env,
+                                        capture_output=True, timeout=60, check=False)
+                return status.returncode == 0
 
-        wait_until(other_is_up, "the other Ray instance to start")
-        started = service.start(dataset=dataset, max_steps=2000, eval_split=0)
-        assert started.status_code == 200, started.text
-        job_id = started.json()["job_id"]
-        service.wait_for(lambda s: s["status"] == "training" and s["current_step"] > 0, job_id)
+            wait_until(other_is_up, "the other Ray instance to start")
+            started = service.start(dataset=dataset, max_steps=2000, eval_split=0)
+            assert started.status_code == 200, started.text
+            job_id = started.json()["job_id"]
+            service.wait_for(lambda s: s["status"] == "training" and s["current_step"] > 0, job_id)
 
-        link = service.get(f"/api/jobs/{job_id}/dashboard")
-        assert link.status_code == 200, link.text
-        body = link.json()
-        assert body["found"] is True and body["url"].startswith(service.dashboard_url), body
-        task = ray.get(ray.remote(max_calls=1)(find_run_task).remote(job_id, service.dashboard_url), timeout=120)
-        assert task is not None and body["url"].endswith(f"/#/jobs/{task.job_id}/tasks/{task.task_id}")
+            link = service.get(f"/api/jobs/{job_id}/dashboard")
+            assert link.status_code == 200, link.text
+            body = link.json()
+            assert body["found"] is True and body["url"].startswith(service.dashboard_url), body
+            lookup = ray.remote(max_calls=1)(find_run_task)
+            task = ray.get(lookup.remote(job_id, service.dashboard_url), timeout=120)
+            assert task is not None and body["url"].endswith(f"/#/jobs/{task.job_id}/tasks/{task.task_id}")
 
-        # The job's runner crashes: its Train controller dies with it, ungracefully.
-        (runner,) = _alive_actors(service, "JobRunner")
-        os.kill(runner.pid, signal.SIGKILL)
-        assert service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)["status"] == "interrupted"
-        # Ray Train's cleaner removes the run's placement group: its CPU is free for the next job.
-        wait_until(lambda: ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"],
-                   "the killed run's placement group to give its CPU back", timeout=60)
-    finally:
-        other.stop()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        forget_current_cluster(gcs)
+            # The job's runner crashes: its Train controller dies with it, ungracefully.
+            (runner,) = _alive_actors(service, "JobRunner")
+            os.kill(runner.pid, signal.SIGKILL)
+            assert service.wait_for(lambda s: s["status"] in TERMINAL_STATUSES, job_id)["status"] == "interrupted"
+            # Ray Train's cleaner removes the run's placement group: its CPU is free for the next job.
+            wait_until(lambda: ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"],
+                       "the killed run's placement group to give its CPU back", timeout=60)
+        finally:
+            other.stop()
