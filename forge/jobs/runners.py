@@ -2,12 +2,14 @@
 
 `fit()` blocks, so it must not run on the manager's event loop. A dedicated
 runner actor (0 CPUs) gives a clean hard stop: `ray.kill(runner)` takes the
-Train controller and workers with it. The manager kills the runner after a
-normal finish too, which avoids Train's leaked-controller trap.
+Train controller and workers with it, though not a placement group still
+pending (forge/jobs/placement_groups.py removes that). The manager kills the
+runner after a normal finish too, which avoids Train's leaked-controller trap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import ray
 
+from forge.jobs.placement_groups import release_placement_groups
 from forge.settings import RAY_NAMESPACE, Settings
 
 # Light: the training stack (torch, transformers, PEFT, TRL: ~5 s of imports) loads in the
@@ -140,6 +143,8 @@ class RunnerPool:
         self._huggingface_env = huggingface_runner_env(ray.get_runtime_context().gcs_address)
         # A JobRunner started and warmed ahead for the next huggingface job, with its warm-up call.
         self._spare: Optional[tuple[Any, Any]] = None
+        # Killed runners whose run's leftover placement groups are being removed, by actor id.
+        self._releasing: dict[ray.ActorID, asyncio.Task] = {}
 
     async def runner_for(self, job: ActiveJob) -> Any:
         """The job's runner (also set on `job.runner` at once, so a hard stop can kill it while it warms up)."""
@@ -173,8 +178,17 @@ class RunnerPool:
             return {**self._huggingface_env, "py_executable": str(self.settings.unsloth_python)}
         return dict(self._huggingface_env)
 
-    @staticmethod
-    def kill(runner: Any) -> None:
-        """End a runner and the Train run under it, for good (no actor restart)."""
-        if runner is not None:
-            ray.kill(runner, no_restart=True)
+    def kill(self, runner: Any) -> None:
+        """End a runner and the Train run under it, for good (no actor restart), placement groups included.
+
+        Killing the runner ends its Train controller and workers, but not a worker group's
+        placement group that is still pending: that one is removed once the run is dead.
+        """
+        if runner is None:
+            return
+        ray.kill(runner, no_restart=True)
+        runner_id = runner._actor_id
+        if runner_id not in self._releasing:  # a job's runner is killed at its stop and again at its end
+            release = asyncio.get_running_loop().create_task(release_placement_groups(runner_id))
+            self._releasing[runner_id] = release
+            release.add_done_callback(lambda _: self._releasing.pop(runner_id, None))
