@@ -35,14 +35,24 @@ MAX_BASES_PER_REPLICA = 2
 MAX_ONGOING_REQUESTS = 2 * MAX_ROWS
 
 
-def _prepare_inference(threads: int) -> None:
+def _prepare_inference() -> None:
     # The first request would otherwise pay for these imports (seconds).
     import peft  # noqa: F401
-    import torch
+    import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    # Ray sets OMP_NUM_THREADS=1 in an actor that reserves no CPU (the default here): torch would
-    # generate on one core. Use the reserved CPUs, or every core of the node when none are reserved.
+
+def _compute_on(threads: int) -> None:
+    """Have torch compute on `threads` threads in the calling thread.
+
+    Ray sets OMP_NUM_THREADS=1 in an actor that reserves no CPU (the default here), and
+    `torch.set_num_threads` reaches only the thread that calls it (OpenMP's setting is per
+    thread; measured in a Ray actor: another thread ran a matmul loop as slowly as with one
+    thread, while reporting two). So every thread that generates calls it first: each
+    base's batch thread and each request thread.
+    """
+    import torch
+
     torch.set_num_threads(threads)
 
 
@@ -65,14 +75,16 @@ class Playground:
         # On a GPU when Ray gave this replica one (or a fraction of one: playground_num_gpus).
         given_gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
         placement = place(Accelerator.detect(), wants_gpu=bool(given_gpus))
+        compute_setup = partial(_compute_on, _generation_threads())
         self.models = AdapterCache(self.storage.builtin_dir, trust_remote_code=settings.trust_remote_code,
                                    max_adapters=MAX_MODELS_PER_REPLICA, max_bases=MAX_BASES_PER_REPLICA,
-                                   placement=placement)
-        self._prepared = threading.Thread(target=_prepare_inference, args=(_generation_threads(),), daemon=True)
+                                   placement=placement, thread_setup=compute_setup)
+        self._prepared = threading.Thread(target=_prepare_inference, daemon=True)
         self._prepared.start()
         # A request waits for its batch on a thread of its own: asyncio's default pool (CPUs + 4
         # threads) would cap a batch at a handful of requests.
-        self._requests = ThreadPoolExecutor(max_workers=MAX_ONGOING_REQUESTS, thread_name_prefix="request")
+        self._requests = ThreadPoolExecutor(max_workers=MAX_ONGOING_REQUESTS, thread_name_prefix="request",
+                                            initializer=compute_setup)
 
     def _model_dir(self, model_id: str) -> Path:
         """The trained model's folder, local to this replica.

@@ -165,7 +165,7 @@ class AdapterCache:
 
     def __init__(self, builtin_dir: Path, *, trust_remote_code: bool = False, max_adapters: int = MAX_ADAPTERS,
                  max_bases: int = MAX_BASES, placement: Placement = CPU, batch_rows: int = MAX_ROWS,
-                 batch_wait_s: float = GATHER_S) -> None:
+                 batch_wait_s: float = GATHER_S, thread_setup: Callable[[], None] = lambda: None) -> None:
         self.builtin_dir = builtin_dir
         # Where bases load (a GPU replica's device, in the checkpoint's dtype): forge.modeling.placement.
         self.placement = placement
@@ -176,6 +176,7 @@ class AdapterCache:
         # for the requests sent together with the first.
         self.batch_rows = batch_rows
         self.batch_wait_s = batch_wait_s
+        self.thread_setup = thread_setup  # run first in each base's batch thread, which generates
         self._lock = threading.Lock()  # guards the two maps below; never held while loading or generating
         self._load_lock = threading.Lock()
         self._bases: OrderedDict[BaseKey, _Base] = OrderedDict()
@@ -302,7 +303,7 @@ class AdapterCache:
         base = _Base(model=model, kind=base_key[0], name=_base_name(base_key))
         if base.kind in _GENERATIVE_KINDS:
             base.batcher = Batcher(base.run_batch, name=f"batches of {base.name}", max_rows=self.batch_rows,
-                                   gather_s=self.batch_wait_s)
+                                   gather_s=self.batch_wait_s, on_start=self.thread_setup)
         return base
 
     def _load_merged(self, key: str, name: str, folder: Path, card: ModelCard) -> tuple[BaseKey, _Base]:

@@ -55,8 +55,10 @@ class Batcher(Generic[Item, Result]):
     """
 
     def __init__(self, run: Callable[[list[Item]], Sequence[Union[Result, BaseException]]], *, name: str = "batcher",
-                 max_rows: int = MAX_ROWS, gather_s: float = GATHER_S) -> None:
+                 max_rows: int = MAX_ROWS, gather_s: float = GATHER_S,
+                 on_start: Callable[[], None] = lambda: None) -> None:
         self._run = run
+        self._on_start = on_start  # the batch thread's own setup (e.g. torch's thread count), before any batch
         self.max_rows = max_rows
         self.gather_s = gather_s
         self._waiting: list[_Waiting[Item, Result]] = []
@@ -93,6 +95,7 @@ class Batcher(Generic[Item, Result]):
     # ------------------------------------------------------------------ the batch thread
 
     def _loop(self) -> None:
+        self._on_start()
         idle = True
         while True:
             with self._ready:

@@ -86,3 +86,17 @@ def test_an_items_failure_is_its_own_and_a_closed_batcher_refuses_and_drops_what
     with pytest.raises(BatcherClosed):
         batcher.submit("z", "greedy")
     run.release.set()
+
+
+def test_the_batch_threads_own_setup_runs_in_it_before_its_first_batch():
+    """What the playground sets per thread (torch's thread count) must be set in the thread that generates."""
+    events: list[tuple[str, str]] = []
+
+    def run(items: list[str]) -> list[str]:
+        events.append(("batch", threading.current_thread().name))
+        return items
+
+    batcher = Batcher(run, name="batches of base", gather_s=0,
+                      on_start=lambda: events.append(("setup", threading.current_thread().name)))
+    assert [batcher.submit(item, "greedy").result(timeout=30) for item in "ab"] == ["a", "b"]
+    assert events == [("setup", "batches of base"), ("batch", "batches of base"), ("batch", "batches of base")]
