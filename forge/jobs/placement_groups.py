@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 # How long a release waits for the killed run's actors to die (about 1 s in practice).
 DEATH_WAIT_S = 30.0
 POLL_S = 0.2
+# How long a release keeps looking after they are recorded dead. Ray records a killed actor dead at
+# once but gives its process a graceful exit of up to 5 s (RAY_kill_worker_timeout_milliseconds)
+# before SIGKILL; meanwhile Train's controller may see its workers gone and start a new worker
+# group, with a new placement group (seen: one created 0.3 s after its controller was recorded dead).
+SETTLE_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,8 @@ def groups_created_by(actors: list[ActorTableData]) -> list[PlacementGroupTableD
 async def release_placement_groups(runner_id: ray.ActorID, death_wait_s: float = DEATH_WAIT_S) -> list[str]:
     """Remove the placement groups left by the killed runner's run: their ids (hex).
 
-    Waits for the runner and the actors it created to die first (at most `death_wait_s`): a
-    controller still alive could create a group after the removal.
+    Waits for the runner and the actors it created to be recorded dead (at most `death_wait_s`),
+    then removes their groups, and any they still create while their processes exit (SETTLE_S).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + death_wait_s
@@ -89,10 +94,16 @@ async def release_placement_groups(runner_id: ray.ActorID, death_wait_s: float =
     if not actors.all_dead():
         log.warning("runner %s or its Train controller outlived its kill by %g s; removing its placement "
                     "groups anyway", runner_id.hex(), death_wait_s)
-    groups = await asyncio.to_thread(groups_created_by, actors.created)
-    for group in groups:
-        remove_placement_group(PlacementGroup(ray.PlacementGroupID(group.placement_group_id)))
-    removed = [group.placement_group_id.hex() for group in groups]
+    removed: list[str] = []
+    settled = loop.time() + SETTLE_S
+    while True:
+        for group in await asyncio.to_thread(groups_created_by, actors.created):
+            if group.placement_group_id.hex() not in removed:
+                remove_placement_group(PlacementGroup(ray.PlacementGroupID(group.placement_group_id)))
+                removed.append(group.placement_group_id.hex())
+        if loop.time() >= settled:
+            break
+        await asyncio.sleep(4 * POLL_S)
     if removed:
         log.info("removed the placement groups %s left by runner %s", removed, runner_id.hex())
     return removed
