@@ -1,7 +1,8 @@
 """ApiIngress: the REST contract, the training WebSocket and /v1 (deployments/openai_api.py), as a Serve deployment.
 
 Routes are thin: parse, call the TrainingManager or the Playground, shape the
-response. The ingress holds no state of its own. No torch here.
+response. The ingress owns no state: the manager does. It keeps a copy of the jobs'
+statuses, read from the manager's change feed (deployments/status_follower.py). No torch here.
 """
 
 
