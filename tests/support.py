@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -338,3 +339,28 @@ def delete_app(name: str) -> None:
     from ray import serve
 
     serve.delete(name, _blocking=False)
+
+
+# ------------------------------------------------------------------ benchmark scripts
+
+def bench_scripts(*, measuring_the_service: bool) -> list[Path]:
+    """bench/'s scripts (modules starting with "_" are shared helpers) that do, or do not, measure the service."""
+    scripts = sorted(s for s in (REPO / "bench").glob("*.py") if not s.name.startswith("_"))
+    return [s for s in scripts if ("from _service import" in s.read_text()) == measuring_the_service]
+
+
+def run_bench_quick(script: Path, *args: str) -> list[dict]:
+    """Run a benchmark script in its quick mode; the JSON figures it printed, each checked well-formed."""
+    import pytest
+
+    done = subprocess.run([sys.executable, str(script), "--quick", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert figures
+    for figure in figures:
+        assert {"figure", "ours", "baseline", "ratio", "goal", "machine", "date"} <= set(figure)
+        assert figure["ours"] > 0 and figure["baseline"] > 0
+        # The ratio is rounded to 3 decimals: a small ratio (0.041 for 0.0415) is off by up to 0.0005.
+        assert figure["ratio"] == pytest.approx(figure["ours"] / figure["baseline"], rel=0.01, abs=0.001)
+    return figures
