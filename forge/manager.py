@@ -330,7 +330,7 @@ class TrainingManager:
 
     async def feed_position(self, job_id: Optional[str] = None) -> tuple[str, int, dict[str, Any]]:
         """The feed's epoch and current sequence number, and the status a new subscriber starts from."""
-        return self.tracker.feed.epoch, self.tracker.feed.seq, await self.training_status(job_id)
+        return (*await self.feed_head(), await self.training_status(job_id))
 
     async def feed_head(self) -> tuple[str, int]:
         """The feed's epoch and current sequence number: every change made so far is at or before it."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -351,8 +352,6 @@ def bench_scripts(*, measuring_the_service: bool) -> list[Path]:
 
 def run_bench_quick(script: Path, *args: str) -> list[dict]:
     """Run a benchmark script in its quick mode; the JSON figures it printed, each checked well-formed."""
-    import pytest
-
     done = subprocess.run([sys.executable, str(script), "--quick", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

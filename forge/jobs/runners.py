@@ -2,8 +2,9 @@
 
 `fit()` blocks, so it must not run on the manager's event loop. A dedicated
 runner actor (0 CPUs) gives a clean hard stop: `ray.kill(runner)` takes the
-Train controller and workers with it, though not a placement group still
-pending (forge/jobs/placement_groups.py removes that). The manager kills the
+Train controller and workers with it, though not the placement groups Train
+has not handed to its cleaner yet: one still pending, or one the controller
+creates while it exits (forge/jobs/placement_groups.py removes those). The manager kills the
 runner after a normal finish too, which avoids Train's leaked-controller trap.
 """
 
@@ -181,8 +182,8 @@ class RunnerPool:
     def kill(self, runner: Any) -> None:
         """End a runner and the Train run under it, for good (no actor restart), placement groups included.
 
-        Killing the runner ends its Train controller and workers, but not a worker group's
-        placement group that is still pending: that one is removed once the run is dead.
+        Killing the runner ends its Train controller and workers, but not the worker-group
+        placement groups Train's cleaner does not know of: those are removed once the run is dead.
         """
         if runner is None:
             return
