@@ -73,6 +73,7 @@ class RayNode:
 
     def __init__(self, args: list[str], temp_dir: Path, env: dict[str, str], log: Path) -> None:
         listen, grpc, metrics, runtime_env = free_ports(4)
+        self.temp_dir = temp_dir
         self._log = log.open("wb")
         self.log_path = log
         self.process = subprocess.Popen(
@@ -84,6 +85,19 @@ class RayNode:
 
     def assert_running(self) -> None:
         assert self.process.poll() is None, self.log_path.read_text()[-2000:]
+
+    def wait_started(self, timeout: float = 240) -> None:
+        """Until `ray start` says the node runs (its GCS answers, for a head), as an operator waits for it."""
+        deadline = time.monotonic() + timeout
+        while "Ray runtime started" not in self.log_path.read_text():
+            self.assert_running()
+            assert time.monotonic() < deadline, f"the node did not start: {self.diagnosis()}"
+            time.sleep(0.5)
+
+    def diagnosis(self) -> str:
+        """The ends of the node's `ray start` output and of its raylet's log: why it did not start or join."""
+        raylet = sorted(self.temp_dir.glob("session_*/logs/raylet.out"))
+        return "\n".join([self.log_path.read_text()[-1000:], *(f"{log}:\n{log.read_text()[-3000:]}" for log in raylet)])
 
     def stop(self) -> None:
         self.ask_to_stop()

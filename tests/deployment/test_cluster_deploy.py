@@ -82,6 +82,9 @@ def test_serve_deploy_on_a_three_node_cluster_trains_across_workers_and_serves_f
                           f"--dashboard-port={dashboard}", f"--ray-client-server-port={client_server}"],
                          ray_dirs / "head", env, tmp_path / "head.log")]
         try:
+            # The workers once the head runs, as an operator starts them (cluster.yaml's worker start
+            # commands run once the head is up).
+            nodes[0].wait_started()
             nodes += [RayNode([f"--address=127.0.0.1:{gcs}", "--num-cpus=1", "--resources={\"forge_trainer\": 1}"],
                               ray_dirs / f"w{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]
             dashboard_url = f"http://127.0.0.1:{dashboard}"
@@ -101,7 +104,8 @@ def test_serve_deploy_on_a_three_node_cluster_trains_across_workers_and_serves_f
             wait_healthy(service.url, alive=lambda: all(n.process.poll() is None for n in nodes))
             assert service.get("/api/health").json()["status"] == "healthy"
             while len(live := [n for n in _ray_list("nodes", dashboard_url, env) if n["state"] == "ALIVE"]) < 3:
-                assert time.monotonic() < deadline, f"the worker nodes did not join: {live}"
+                assert time.monotonic() < deadline, "the worker nodes did not join: " + "\n".join(
+                    [str(live), *(node.diagnosis() for node in nodes[1:])])
                 time.sleep(1)
             head = [n["node_id"] for n in live if "forge_playground" in n["resources_total"]]
             workers = sorted(n["node_id"] for n in live if "forge_trainer" in n["resources_total"])
