@@ -358,14 +358,10 @@ def delete_app(name: str) -> None:
 
 # ------------------------------------------------------------------ benchmark scripts
 
-def bench_scripts() -> list[Path]:
-    """bench/'s scripts (modules starting with "_" are shared helpers)."""
-    return sorted(s for s in (REPO / "bench").glob("*.py") if not s.name.startswith("_"))
-
-
-def measures_the_service(script: Path) -> bool:
-    """Whether a bench script measures the service (its own, or one at --url), not the libraries alone."""
-    return "from _service import" in script.read_text()
+def bench_scripts(*, measuring_the_service: bool) -> list[Path]:
+    """bench/'s scripts (modules starting with "_" are shared helpers) that do, or do not, measure the service."""
+    scripts = sorted(s for s in (REPO / "bench").glob("*.py") if not s.name.startswith("_"))
+    return [s for s in scripts if ("from _service import" in s.read_text()) == measuring_the_service]
 
 
 def run_bench_quick(script: Path, *args: str) -> list[dict]:
