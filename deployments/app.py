@@ -21,6 +21,9 @@ from forge.settings import Settings
 class AppArgs(BaseModel):
     playground_min_replicas: int = Field(1, ge=0)
     playground_max_replicas: int = Field(2, ge=1)
+    playground_initial_replicas: Optional[int] = Field(
+        None, ge=0, description="Playground replicas started with the app (default: playground_min_replicas, "
+                                "at least 1, so the first request finds one warm; 0 starts none until one is asked).")
     playground_num_cpus: float = Field(0, ge=0, description="CPUs reserved per Playground replica.")
     playground_num_gpus: float = Field(0, ge=0, description="GPUs per Playground replica on a GPU cluster.")
     playground_resources: dict[str, float] = Field(
@@ -30,6 +33,10 @@ class AppArgs(BaseModel):
     def _replica_bounds(self) -> "AppArgs":
         if self.playground_min_replicas > self.playground_max_replicas:
             raise ValueError("playground_min_replicas must not exceed playground_max_replicas")
+        initial = self.playground_initial_replicas
+        if initial is not None and not self.playground_min_replicas <= initial <= self.playground_max_replicas:
+            raise ValueError("playground_initial_replicas must lie between playground_min_replicas and "
+                             "playground_max_replicas")
         return self
 
 
@@ -47,16 +54,22 @@ PLAYGROUND_DEPLOYMENT_DEFAULTS: dict[str, Any] = {
 
 def build_playground(args: AppArgs, settings: Settings) -> serve.Application:
     """The Playground: its deployment defaults with the replica counts and resources of `args`."""
+    return Playground.options(**playground_options(args)).bind(settings)
+
+
+def playground_options(args: AppArgs) -> dict[str, Any]:
+    """The Playground's deployment options: PLAYGROUND_DEPLOYMENT_DEFAULTS with what `args` sets."""
     options = copy.deepcopy(PLAYGROUND_DEPLOYMENT_DEFAULTS)
     options["ray_actor_options"].update(num_cpus=args.playground_num_cpus, num_gpus=args.playground_num_gpus)
     if args.playground_resources:
         options["ray_actor_options"]["resources"] = args.playground_resources
     options["autoscaling_config"].update(
         min_replicas=args.playground_min_replicas,
-        initial_replicas=max(1, args.playground_min_replicas),
+        initial_replicas=(max(1, args.playground_min_replicas) if args.playground_initial_replicas is None
+                          else args.playground_initial_replicas),
         max_replicas=args.playground_max_replicas,
     )
-    return Playground.options(**options).bind(settings)
+    return options
 
 
 def build_app(args: AppArgs, settings: Optional[Settings] = None) -> serve.Application:

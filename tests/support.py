@@ -304,6 +304,11 @@ def share_builtin_models(built: Path, home: Path) -> None:
             shutil.copytree(model, home / "builtin" / model.name)
 
 
+# The app arguments of a test's extra app that never generates: no Playground replica starts with
+# it (each would import torch, transformers and PEFT, several seconds of CPU, for nothing).
+NO_PLAYGROUND = {"playground_min_replicas": 0, "playground_initial_replicas": 0}
+
+
 @contextmanager
 def side_app(service: Service, name: str, environ: dict[str, str], **app_args: Any) -> Iterator[Service]:
     """A second app in the session's cluster, under /`name`, with its own manager and the FORGE_* `environ`.
@@ -328,8 +333,11 @@ def side_app(service: Service, name: str, environ: dict[str, str], **app_args: A
 
 
 @contextmanager
-def keyed_app(service: Service, name: str, key: str) -> Iterator[Service]:
-    """The real ingress again, built with FORGE_API_KEY=`key`, under /`name` (same manager, same cluster)."""
+def keyed_app(service: Service, name: str, key: str, **app_args: Any) -> Iterator[Service]:
+    """The real ingress again, built with FORGE_API_KEY=`key`, under /`name` (same manager, same cluster).
+
+    `app_args`: deployments.app.AppArgs fields (default: a Playground that may scale to none).
+    """
     from pydantic import SecretStr
     from ray import serve
 
@@ -337,7 +345,8 @@ def keyed_app(service: Service, name: str, key: str) -> Iterator[Service]:
     from forge.settings import Settings
 
     settings = Settings.from_env().model_copy(update={"api_key": SecretStr(key)})
-    serve.run(build_app(AppArgs(playground_min_replicas=0), settings), name=name, route_prefix=f"/{name}")
+    serve.run(build_app(AppArgs(**{"playground_min_replicas": 0, **app_args}), settings), name=name,
+              route_prefix=f"/{name}")
     try:
         yield Service(url=f"{service.url}/{name}", ws_url=f"{service.ws_url}/{name}", home=service.home,
                       session_dir=service.session_dir)

@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 import requests
-from support import SAMPLE_DATASET, Service, assert_error_shape, keyed_app
+from support import NO_PLAYGROUND, SAMPLE_DATASET, Service, assert_error_shape, keyed_app
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -26,7 +26,7 @@ PREFIX = "/secured"
 
 @pytest.fixture(scope="module")
 def secured(service: Service):
-    with keyed_app(service, PREFIX.strip("/"), KEY) as secured:
+    with keyed_app(service, PREFIX.strip("/"), KEY, **NO_PLAYGROUND) as secured:
         yield secured
 
 

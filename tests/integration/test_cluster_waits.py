@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from support import SAMPLE_DATASET, Service, side_app, wait_until
+from support import NO_PLAYGROUND, SAMPLE_DATASET, Service, side_app, wait_until
 
 from forge.schemas import TERMINAL_STATUSES
 
@@ -27,7 +27,7 @@ RELEASE_S = 15
 def gpu_configured(service: Service, tmp_path_factory: pytest.TempPathFactory):
     environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("gpu_home")), "FORGE_TRAIN_DEVICE": "gpu",
                "FORGE_JOB_START_TIMEOUT_S": str(START_TIMEOUT_S)}
-    with side_app(service, "gpu", environ, playground_min_replicas=0) as configured:
+    with side_app(service, "gpu", environ, **NO_PLAYGROUND) as configured:
         yield configured
 
 
@@ -35,7 +35,7 @@ def gpu_configured(service: Service, tmp_path_factory: pytest.TempPathFactory):
 def patient(service: Service, tmp_path_factory: pytest.TempPathFactory):
     """Configured alike, but its jobs wait until stopped: their worker groups get as far as their placement groups."""
     environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("patient_home")), "FORGE_TRAIN_DEVICE": "gpu"}
-    with side_app(service, "patient", environ, playground_min_replicas=0) as configured:
+    with side_app(service, "patient", environ, **NO_PLAYGROUND) as configured:
         yield configured
 
 

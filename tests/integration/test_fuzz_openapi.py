@@ -18,7 +18,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
-from support import Service, side_app
+from support import NO_PLAYGROUND, Service, side_app
 
 from deployments.api import app
 
@@ -35,7 +35,7 @@ schema = schemathesis.openapi.from_dict(app.openapi())
 def fuzzed(service: Service, tmp_path_factory: pytest.TempPathFactory):
     # No spare runner: the fuzzer's made-up requests start no job worth warming a runner for.
     environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("fuzz_home")), "FORGE_SPARE_RUNNER": "0"}
-    with side_app(service, "fuzz", environ, playground_min_replicas=0) as fuzzed:
+    with side_app(service, "fuzz", environ, **NO_PLAYGROUND) as fuzzed:
         yield fuzzed
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support import SAMPLE_DATASET, Service, side_app
+from support import NO_PLAYGROUND, SAMPLE_DATASET, Service, side_app
 
 from forge.schemas import TERMINAL_STATUSES
 
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def two_job_service(service: Service, tmp_path_factory: pytest.TempPathFactory):
     """A second service in the same cluster, with its own manager, registry and a limit of 2 jobs."""
     environ = {"FORGE_HOME": str(tmp_path_factory.mktemp("two_jobs_home")), "FORGE_MAX_CONCURRENT_JOBS": "2"}
-    with side_app(service, "two_jobs", environ, playground_min_replicas=0) as two_jobs:
+    with side_app(service, "two_jobs", environ, **NO_PLAYGROUND) as two_jobs:
         yield two_jobs
 
 

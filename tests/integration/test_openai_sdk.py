@@ -17,7 +17,7 @@ import secrets
 import openai
 import pytest
 import requests
-from support import Service, assert_error_shape, keyed_app
+from support import NO_PLAYGROUND, Service, assert_error_shape, keyed_app
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +168,7 @@ def test_api_routes_keep_the_contract_s_error_shape(service: Service):
 @pytest.fixture(scope="module")
 def secured(service: Service):
     """The real ingress again, built with an API key, under /openai-secured (same manager and cluster)."""
-    with keyed_app(service, "openai-secured", KEY) as secured:
+    with keyed_app(service, "openai-secured", KEY, **NO_PLAYGROUND) as secured:
         yield f"{secured.url}/v1"
 
 

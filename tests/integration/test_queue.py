@@ -9,7 +9,7 @@ is still queued, and then starts and trains to the end (one full training here).
 from __future__ import annotations
 
 import pytest
-from support import SAMPLE_DATASET, Service, assert_error_shape, side_app
+from support import NO_PLAYGROUND, SAMPLE_DATASET, Service, assert_error_shape, side_app
 
 from forge.manager_handle import ManagerBusy, manager_with
 from forge.schemas import TERMINAL_STATUSES
@@ -29,7 +29,7 @@ def settings_with(**changes: str) -> Settings:
 @pytest.fixture(scope="module")
 def queueing(service: Service, tmp_path_factory: pytest.TempPathFactory):
     ENVIRON.update({"FORGE_HOME": str(tmp_path_factory.mktemp("queue_home")), "FORGE_QUEUE_SIZE": "2"})
-    with side_app(service, "queue", ENVIRON, playground_min_replicas=0) as queueing:
+    with side_app(service, "queue", ENVIRON, **NO_PLAYGROUND) as queueing:
         yield queueing
 
 
@@ -102,7 +102,7 @@ def test_a_redeploy_with_changed_settings_replaces_the_idle_manager_which_keeps_
     jobs_before = [j["job_id"] for j in queueing.client.jobs()]
     assert ray.get(ray.get_actor(MANAGER, namespace="modelforge").current_settings.remote()).queue_size == 2
     changed = settings_with(FORGE_QUEUE_SIZE="3", FORGE_STOP_GRACE_S="7")
-    serve.run(build_app(AppArgs(playground_min_replicas=0), changed), name="queue", route_prefix="/queue")
+    serve.run(build_app(AppArgs(**NO_PLAYGROUND), changed), name="queue", route_prefix="/queue")
     running = ray.get(ray.get_actor(MANAGER, namespace="modelforge").current_settings.remote())
     assert (running.queue_size, running.stop_grace_s) == (3, 7.0)
     assert [j["job_id"] for j in queueing.client.jobs()] == jobs_before
