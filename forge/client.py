@@ -181,7 +181,7 @@ class ForgeClient:
         return self._history(job_id, "events")
 
     def metrics(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's logged metrics, in the order they were logged."""
+        """The job's logged metrics, by step."""
         return self._history(job_id, "metrics")
 
     def logs(self, job_id: str, tail: int = 200, rank: int = 0) -> dict[str, Any]:

@@ -60,7 +60,8 @@ class JobEventPage(BaseModel):
 
 
 class JobMetricsPage(BaseModel):
-    """Body of GET /api/jobs/{job_id}/metrics: a page of the job's logged steps, in the order they were logged."""
+    """Body of GET /api/jobs/{job_id}/metrics: a page of the job's logged steps, by step (a step's entries in
+    the order they were logged)."""
 
     job_id: str
     metrics: list[dict[str, Any]] = Field(

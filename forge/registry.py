@@ -273,16 +273,25 @@ class Registry:
         self._db.execute("DELETE FROM job_metrics WHERE job_id = ? AND step > ?", (job_id, step))
 
     def metrics(self, job_id: str, offset: int = 0, limit: int = -1) -> list[dict[str, Any]]:
-        """The job's metric history in the order it was logged: `limit` entries (-1: all) from the `offset`-th."""
-        rows = self._db.execute("SELECT step, data FROM job_metrics WHERE job_id = ? ORDER BY rowid LIMIT ? OFFSET ?",
-                                (job_id, limit, offset))
+        """The job's metric history by step, each step's in the order logged: `limit` entries (-1: all) from
+        the `offset`-th. (Steps filled in from a checkpoint are logged after later ones.)"""
+        rows = self._db.execute(
+            "SELECT step, data FROM job_metrics WHERE job_id = ? ORDER BY step, rowid LIMIT ? OFFSET ?",
+            (job_id, limit, offset))
         return [{"step": r["step"], **json.loads(r["data"])} for r in rows.fetchall()]
+
+    def metric_steps(self, job_id: str, key: str) -> set[int]:
+        """The steps of the job's history that have a value of metric `key`."""
+        rows = self._db.execute("SELECT step FROM job_metrics WHERE job_id = ? AND json_extract(data, '$.' || ?) "
+                                "IS NOT NULL", (job_id, key))
+        return {r["step"] for r in rows.fetchall()}
 
     def last_metric(self, job_id: str, key: str) -> Optional[float]:
         """The latest logged value of metric `key` for the job (None when it never logged one)."""
         row = self._db.execute(
             "SELECT json_extract(data, '$.' || ?) AS value FROM job_metrics WHERE job_id = ? "
-            "AND json_extract(data, '$.' || ?) IS NOT NULL ORDER BY rowid DESC LIMIT 1", (key, job_id, key)).fetchone()
+            "AND json_extract(data, '$.' || ?) IS NOT NULL ORDER BY step DESC, rowid DESC LIMIT 1",
+            (key, job_id, key)).fetchone()
         return row["value"] if row else None
 
     def delete_job(self, job_id: str) -> bool:

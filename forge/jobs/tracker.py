@@ -292,15 +292,17 @@ class JobTracker:
             if all(e.message != message for e in self.registry.events(job_id) if e.kind == "setting"):
                 self.registry.add_event(job_id, "setting", message)
         elif event.kind == "workers_started":
-            self._workers_started(job, event.data.get("resumed_step"))
+            self._workers_started(job, event.data.get("resumed_step"), event.data.get("history") or [])
 
-    def _workers_started(self, job: ActiveJob, resumed: Optional[int]) -> None:
+    def _workers_started(self, job: ActiveJob, resumed: Optional[int], history: list[dict[str, Any]]) -> None:
         job_id = job.record.job_id
         job.worker_starts += 1
         job.pace_origin = None  # a restarted group redoes steps: its pace starts over
         if job.worker_starts > 1 or resumed is not None:
             # Steps after the checkpoint are redone: their first losses belong to lost work.
             self.registry.forget_metrics_after(job_id, resumed or 0)
+        if resumed is not None:
+            self._fill_history(job_id, resumed, history)
         where = f"from the checkpoint at step {resumed}" if resumed is not None else "from step 0"
         if job.worker_starts > 1:
             assert job.spec is not None
@@ -310,6 +312,19 @@ class JobTracker:
                 f"{job.worker_starts - 1} of at most {job.spec.max_failures}), continuing {where}")
         elif resumed is not None:
             self.registry.add_event(job_id, "resume", f"workers started, continuing {where}")
+
+    def _fill_history(self, job_id: str, resumed: int, history: list[dict[str, Any]]) -> None:
+        """Add the steps up to the checkpoint that the history lacks, as the checkpoint's trainer logged them.
+
+        A run resumed from a checkpoint does not redo the steps before it, and their live
+        reports are lost if the manager was down while they ran (a manager killed and
+        restarted while its workers went on to save one more checkpoint).
+        """
+        have = {kind: self.registry.metric_steps(job_id, kind) for kind in ("loss", "eval_loss")}
+        for entry in history:
+            kind = "loss" if "loss" in entry else "eval_loss"
+            if kind in entry and entry["step"] <= resumed and entry["step"] not in have[kind]:
+                self.registry.add_metrics(job_id, entry["step"], {k: v for k, v in entry.items() if k != "step"})
 
     # ----------------------------------------------------------------- status
 

@@ -160,6 +160,36 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return json.loads((folder / CHECKPOINT_META).read_text())
 
 
+# What the live reports put in a job's metric history, by the trainer's log keys.
+_LOGGED_TRAIN = ("loss", "learning_rate", "grad_norm", "num_tokens")
+
+
+def logged_history(folder: Path) -> list[dict[str, Any]]:
+    """The metric history up to checkpoint `folder`, as the trainer logged it, keyed by job step.
+
+    A run resumed from this checkpoint redoes none of these steps, and their live reports
+    may never have reached the manager: a manager that was down while they ran missed
+    them. The manager fills its history's gaps from here. Entries are the live reports'
+    fields: a training step's loss, learning rate, gradient norm and tokens, or an
+    evaluation's loss.
+    """
+    state_file = folder / TRAINER_FOLDER / "trainer_state.json"
+    if not state_file.is_file():
+        return []
+    state = json.loads(state_file.read_text())
+    offset = int(read_meta(folder)["job_step"]) - int(state.get("global_step", 0))  # a later stage's steps
+    history = []
+    for entry in state.get("log_history", []):
+        if "step" not in entry:
+            continue
+        for fields in ({k: entry[k] for k in _LOGGED_TRAIN if k in entry} if "loss" in entry else {},
+                       {"eval_loss": entry["eval_loss"]} if "eval_loss" in entry else {}):
+            finite = {k: float(v) for k, v in fields.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            if finite:
+                history.append({"step": int(entry["step"]) + offset, **finite})
+    return history
+
+
 def save_every(max_steps: int, num_epochs: int, save_steps: Optional[int]) -> int:
     """Optimizer steps between checkpoints: the request's, else a few per epoch."""
     if save_steps:

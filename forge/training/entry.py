@@ -26,6 +26,7 @@ from forge.training.checkpoints import (
     CheckpointStore,
     NoCheckpoints,
     RayTrainCheckpoints,
+    logged_history,
     read_meta,
 )
 from forge.training.manager_link import JobLink, ManagerLink, ProgressUpdate, WorkerEvent
@@ -116,8 +117,10 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
     checkpoints = checkpoints or NoCheckpoints()
     if is_main:
         latest = checkpoints.latest()
-        link.event(WorkerEvent(kind="workers_started",
-                               data={"resumed_step": read_meta(latest)["job_step"] if latest else None}))
+        started: dict[str, Any] = {"resumed_step": None}
+        if latest:
+            started = {"resumed_step": read_meta(latest)["job_step"], "history": logged_history(latest)}
+        link.event(WorkerEvent(kind="workers_started", data=started))
     with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-") as scratch:
         started = time.monotonic()
         context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch), checkpoints=checkpoints,

@@ -33,7 +33,8 @@ class WorkerEvent(BaseModel):
     """Something the job's history should show, or that ends the job (an error in the training code)."""
 
     kind: Literal["workers_started", "checkpoint", "setting", "error"] = Field(
-        description="workers_started (data: resumed_step), checkpoint (data: step, stage), setting (data: "
+        description="workers_started (data: resumed_step; when resumed, history: the metric history up to "
+                    "that checkpoint, as the trainer logged it), checkpoint (data: step, stage), setting (data: "
                     "message: a choice the worker made for the user) or error (data: message).")
     data: dict[str, Any] = Field(default_factory=dict, description="The event's details, by kind.")
 

@@ -76,6 +76,32 @@ async def test_a_restart_drops_the_history_past_the_checkpoint(tracker, open_job
     assert "continuing from the checkpoint at step 4" in messages["restart"]
 
 
+async def test_steps_the_manager_missed_are_filled_in_from_the_checkpoint_a_run_resumes_from(
+        tracker, open_job, registry):
+    """The manager was down while steps 4..6 ran and the checkpoint at step 6 was saved; the resumed run says
+    what that checkpoint's trainer logged. Steps it already has keep their live values."""
+    open_job()
+    tracker.record_worker_event("train_0001", WorkerEvent(kind="workers_started", data={"resumed_step": None}))
+    for update in steps(1, 2, 3):
+        tracker.apply_progress("train_0001", update)
+    logged = [{"step": s, "loss": 2.0 / s, "learning_rate": 1e-3} for s in range(1, 7)] + [
+        {"step": 6, "eval_loss": 0.9}]
+    tracker.record_worker_event("train_0001", WorkerEvent(kind="workers_started",
+                                                          data={"resumed_step": 6, "history": logged}))
+    history = registry.metrics("train_0001")
+    assert [m["step"] for m in history] == [1, 2, 3, 4, 5, 6, 6]
+    assert [m["loss"] for m in history[:3]] == [u.loss for u in steps(1, 2, 3)]
+    assert history[3:] == [{"step": 4, "loss": 0.5, "learning_rate": 1e-3}, {"step": 5, "loss": 0.4,
+                           "learning_rate": 1e-3}, {"step": 6, "loss": 2.0 / 6, "learning_rate": 1e-3},
+                           {"step": 6, "eval_loss": 0.9}]
+    # The resumed run's own steps follow; a second resume from the same checkpoint adds nothing twice.
+    tracker.apply_progress("train_0001", steps(7)[0])
+    tracker.record_worker_event("train_0001", WorkerEvent(kind="workers_started",
+                                                          data={"resumed_step": 6, "history": logged}))
+    assert [m["step"] for m in registry.metrics("train_0001")] == [1, 2, 3, 4, 5, 6, 6]
+    assert registry.last_metric("train_0001", "loss") == 2.0 / 6
+
+
 async def test_a_restart_without_a_checkpoint_starts_the_history_over(tracker, open_job, registry):
     open_job()
     tracker.record_worker_event("train_0001", WorkerEvent(kind="workers_started", data={"resumed_step": None}))

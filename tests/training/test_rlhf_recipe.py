@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from recording import RecordingLink, make_spec
 
 from forge.playground.responder import load_base_model, load_trained_model, respond
@@ -44,7 +45,14 @@ def test_rlhf_stopped_in_the_policy_stage_resumes_there_with_the_same_reward_mod
 
     second = RecordingLink()
     outcome = run_training(spec("b"), second, is_main=True, checkpoints=store)
-    assert second.events[0] == ("workers_started", {"resumed_step": policy_checkpoint})
+    kind, started = second.events[0]
+    assert (kind, started["resumed_step"]) == ("workers_started", policy_checkpoint)
+    # The checkpoint's history (its GRPO trainer's) is in job steps, after the reward model's:
+    # the losses the first run reported live at those steps.
+    live = {u["current_step"]: u["loss"] for u in first.updates if "loss" in u}
+    history = {e["step"]: e["loss"] for e in started["history"] if "loss" in e}
+    assert history and max(history) == policy_checkpoint and min(history) > min(live)
+    assert history == pytest.approx({step: live[step] for step in history})
     # No reward-model training this time: every step reported is past the checkpoint.
     assert min(second.steps()) == policy_checkpoint
     metrics = outcome["metrics"]

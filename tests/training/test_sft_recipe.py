@@ -96,7 +96,12 @@ def test_a_run_resumes_from_its_latest_checkpoint_not_from_step_zero(tmp_path: P
 
     second = RecordingLink()
     outcome = run_training(_spec(tmp_path / "b", builtin_dir, **fields), second, is_main=True, checkpoints=store)
-    assert second.events[0] == ("workers_started", {"resumed_step": 6})
+    kind, started = second.events[0]
+    assert (kind, started["resumed_step"]) == ("workers_started", 6)
+    # With what the checkpoint's trainer logged up to it: the losses the first run reported live,
+    # for a manager that missed them to fill in.
+    assert {e["step"]: e["loss"] for e in started["history"]} == pytest.approx(
+        {step: loss for step, loss in logged.items() if step <= 6})
     steps = [u["current_step"] for u in second.updates if "current_step" in u]
     assert min(steps) == 6 and max(steps) == 10 == outcome["metrics"]["train_steps"]
     # The resumed run continued the same optimisation: its losses for steps 7..10 are
