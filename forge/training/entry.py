@@ -117,10 +117,10 @@ def run_training(spec: JobSpec, link: JobLink, *, is_main: bool,
     checkpoints = checkpoints or NoCheckpoints()
     if is_main:
         latest = checkpoints.latest()
-        started: dict[str, Any] = {"resumed_step": None}
+        beginning: dict[str, Any] = {"resumed_step": None}
         if latest:
-            started = {"resumed_step": read_meta(latest)["job_step"], "history": logged_history(latest)}
-        link.event(WorkerEvent(kind="workers_started", data=started))
+            beginning = {"resumed_step": read_meta(latest)["job_step"], "history": logged_history(latest)}
+        link.event(WorkerEvent(kind="workers_started", data=beginning))
     with tempfile.TemporaryDirectory(prefix=f"{spec.job_id}-") as scratch:
         started = time.monotonic()
         context = RecipeContext(spec=spec, link=link, is_main=is_main, scratch=Path(scratch), checkpoints=checkpoints,
