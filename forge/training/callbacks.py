@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +14,16 @@ from transformers import TrainerCallback
 
 from forge.modeling.model_card import ModelCard
 from forge.schemas import utc_iso
-from forge.training.checkpoints import CHECKPOINT_META, TRAINER_FOLDER, CheckpointStore, checkpoint_name, save_every
+from forge.training.checkpoints import (
+    CHECKPOINT_META,
+    EVAL_LOG_KEYS,
+    TRAIN_LOG_KEYS,
+    TRAINER_FOLDER,
+    CheckpointStore,
+    checkpoint_name,
+    finite_logs,
+    save_every,
+)
 from forge.training.manager_link import JobLink, ProgressUpdate
 
 
@@ -68,10 +76,7 @@ class ProgressCallback(TrainerCallback):
         if not self.is_main or not logs:
             return
         update: dict[str, Any] = {**self._steps(state), "current_epoch": state.epoch or 0}
-        for key in ("loss", "learning_rate", "eval_loss", "grad_norm", "num_tokens"):
-            value = logs.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                update[key] = float(value)
+        update.update(finite_logs(logs, TRAIN_LOG_KEYS + EVAL_LOG_KEYS))
         # When this step's log was written (the worker's clock): with num_tokens (TRL's running
         # count of train tokens, all ranks together) the history gives the job's tokens/s.
         update["logged_at"] = utc_iso()

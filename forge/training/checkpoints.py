@@ -160,8 +160,14 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return json.loads((folder / CHECKPOINT_META).read_text())
 
 
-# What the live reports put in a job's metric history, by the trainer's log keys.
-_LOGGED_TRAIN = ("loss", "learning_rate", "grad_norm", "num_tokens")
+# The trainer's log keys a job's metric history keeps: a training step's, then an evaluation's.
+TRAIN_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "num_tokens")
+EVAL_LOG_KEYS = ("eval_loss",)
+
+
+def finite_logs(logs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
+    """The `keys` of a trainer log entry that hold finite numbers, as floats."""
+    return {k: float(logs[k]) for k in keys if isinstance(logs.get(k), (int, float)) and math.isfinite(logs[k])}
 
 
 def logged_history(folder: Path) -> list[dict[str, Any]]:
@@ -182,11 +188,10 @@ def logged_history(folder: Path) -> list[dict[str, Any]]:
     for entry in state.get("log_history", []):
         if "step" not in entry:
             continue
-        for fields in ({k: entry[k] for k in _LOGGED_TRAIN if k in entry} if "loss" in entry else {},
-                       {"eval_loss": entry["eval_loss"]} if "eval_loss" in entry else {}):
-            finite = {k: float(v) for k, v in fields.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-            if finite:
-                history.append({"step": int(entry["step"]) + offset, **finite})
+        train = finite_logs(entry, TRAIN_LOG_KEYS) if "loss" in entry else {}
+        for fields in (train, finite_logs(entry, EVAL_LOG_KEYS)):
+            if fields:
+                history.append({"step": int(entry["step"]) + offset, **fields})
     return history
 
 
